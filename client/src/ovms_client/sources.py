@@ -1,0 +1,225 @@
+"""Frame sources: video files, image folders, USB cameras and network streams (RTSP/HTTP)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from ovms_client.errors import InputError
+from ovms_client.settings import InputSpec, SourceKind
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+# Network streams must not hang a reader forever when the camera goes away.
+STREAM_TIMEOUT_MS = 5000
+RECONNECT_INITIAL_S = 0.5
+RECONNECT_MAX_S = 10.0
+
+
+@dataclass
+class Frame:
+    index: int
+    timestamp: float
+    image: np.ndarray
+    position_ms: float | None = None
+
+
+class Capture(Protocol):
+    def isOpened(self) -> bool: ...  # noqa: N802 - OpenCV's name
+    def read(self) -> tuple[bool, Any]: ...
+    def get(self, prop: int) -> float: ...
+    def release(self) -> None: ...
+
+
+class FrameSource(Protocol):
+    live: bool
+
+    def read(self) -> Frame | None:
+        """The next frame, or None when the source has ended (or stop was requested)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def open_capture(spec: InputSpec) -> Capture:
+    if spec.kind is SourceKind.CAMERA:
+        if spec.source.isdigit():
+            return cv2.VideoCapture(int(spec.source))
+        return cv2.VideoCapture(spec.source)
+    if spec.kind is SourceKind.STREAM:
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
+                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
+        return cv2.VideoCapture(spec.source, cv2.CAP_FFMPEG, params)
+    return cv2.VideoCapture(spec.source)
+
+
+class VideoFileSource:
+    live = False
+
+    def __init__(self, spec: InputSpec, loop: bool) -> None:
+        self.spec = spec
+        self.loop = loop
+        self._index = 0
+        self._frames_this_pass = 0
+        self._capture = self._open()
+
+    def _open(self) -> Capture:
+        capture = open_capture(self.spec)
+        if not capture.isOpened():
+            raise InputError(f"cannot open video file {self.spec.source} (stream "
+                             f"{self.spec.stream_id}): not a video OpenCV can decode")
+        return capture
+
+    def read(self) -> Frame | None:
+        ok, image = self._capture.read()
+        if not ok:
+            if not self.loop:
+                return None
+            if self._frames_this_pass == 0:
+                raise InputError(f"video file {self.spec.source} has no decodable frames")
+            # Reopening is more reliable than seeking to 0 for every container format.
+            self._capture.release()
+            self._capture = self._open()
+            self._frames_this_pass = 0
+            ok, image = self._capture.read()
+            if not ok:
+                raise InputError(f"video file {self.spec.source} has no decodable frames")
+        position = self._capture.get(cv2.CAP_PROP_POS_MSEC)
+        frame = Frame(self._index, time.time(), image, position)
+        self._index += 1
+        self._frames_this_pass += 1
+        return frame
+
+    def close(self) -> None:
+        self._capture.release()
+
+
+class ImageFolderSource:
+    live = False
+
+    def __init__(self, spec: InputSpec, loop: bool) -> None:
+        self.spec = spec
+        self.loop = loop
+        path = Path(spec.source)
+        if path.is_dir():
+            self._files = sorted(p for p in path.iterdir()
+                                 if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            self._files = [path]
+        if not self._files:
+            raise InputError(f"image folder {spec.source} (stream {spec.stream_id}) holds no "
+                             f"images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        self._position = 0
+        self._index = 0
+        self._read_this_pass = 0
+
+    def read(self) -> Frame | None:
+        while True:
+            if self._position >= len(self._files):
+                if not self.loop:
+                    return None
+                if self._read_this_pass == 0:
+                    raise InputError(f"no image in {self.spec.source} could be decoded")
+                self._position = 0
+                self._read_this_pass = 0
+            path = self._files[self._position]
+            self._position += 1
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None:
+                log.warning("skipping %s: not an image OpenCV can decode", path)
+                continue
+            self._read_this_pass += 1
+            frame = Frame(self._index, time.time(), image)
+            self._index += 1
+            return frame
+
+    def close(self) -> None:
+        self._files = []
+
+
+class LiveSource:
+    """Camera or network stream: a lost source is reopened with backoff, never fatal."""
+
+    live = True
+
+    def __init__(
+        self,
+        spec: InputSpec,
+        stop: threading.Event,
+        opener: Callable[[InputSpec], Capture] = open_capture,
+        initial_backoff: float = RECONNECT_INITIAL_S,
+        max_backoff: float = RECONNECT_MAX_S,
+    ) -> None:
+        self.spec = spec
+        self.stop = stop
+        self.opener = opener
+        self.initial_backoff = initial_backoff
+        self.max_backoff = max_backoff
+        self._capture: Capture | None = None
+        self._index = 0
+        self._connected_once = False
+        self.reconnects = 0
+
+    def _connect(self) -> Capture | None:
+        """Open the source, retrying with backoff; None only when stop is requested."""
+        delay = self.initial_backoff
+        reported = False
+        since = time.monotonic()
+        while not self.stop.is_set():
+            capture = self.opener(self.spec)
+            if capture.isOpened():
+                if reported:
+                    log.info("input %s (stream %s) is back after %.1f s", self.spec.source,
+                             self.spec.stream_id, time.monotonic() - since)
+                return capture
+            capture.release()
+            if not reported:
+                verb = "lost" if self._connected_once else "cannot open"
+                log.warning("%s input %s (stream %s); retrying with backoff up to %.0f s",
+                            verb, self.spec.source, self.spec.stream_id, self.max_backoff)
+                reported = True
+            self.stop.wait(delay)
+            delay = min(delay * 2, self.max_backoff)
+        return None
+
+    def read(self) -> Frame | None:
+        while not self.stop.is_set():
+            if self._capture is None:
+                self._capture = self._connect()
+                if self._capture is None:
+                    return None
+                if self._connected_once:
+                    self.reconnects += 1
+                self._connected_once = True
+            ok, image = self._capture.read()
+            if ok and image is not None:
+                frame = Frame(self._index, time.time(), image)
+                self._index += 1
+                return frame
+            log.warning("input %s (stream %s) stopped delivering frames; reconnecting",
+                        self.spec.source, self.spec.stream_id)
+            self._capture.release()
+            self._capture = None
+        return None
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+
+def make_source(spec: InputSpec, loop: bool, stop: threading.Event) -> FrameSource:
+    if spec.kind is SourceKind.VIDEO:
+        return VideoFileSource(spec, loop)
+    if spec.kind is SourceKind.IMAGES:
+        return ImageFolderSource(spec, loop)
+    return LiveSource(spec, stop)

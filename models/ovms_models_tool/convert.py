@@ -1,0 +1,54 @@
+"""Convert a source model to OpenVINO IR with fixed inputs and one clean name per tensor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ovms_models_tool.catalog import ConvertSpec, TensorSpec
+from ovms_models_tool.errors import ToolError
+
+if TYPE_CHECKING:
+    import openvino as ov
+
+IR_XML = "model.xml"
+
+
+def convert_to_ir(model_name: str, source: Path, spec: ConvertSpec, out_dir: Path) -> None:
+    """Write `out_dir/model.xml` and `model.bin` converted from `source`."""
+    # Imported here so that listing the catalog or fetching unconverted models works without it.
+    import openvino as ov
+
+    inputs = [_input_arg(ov, t) for t in spec.inputs] or None
+    try:
+        model = ov.convert_model(str(source), input=inputs)
+    except Exception as exc:  # noqa: BLE001 - OpenVINO raises bare Exception subclasses
+        raise ToolError(f"{model_name}: OpenVINO could not convert {source}: {exc}") from exc
+    _rename(model_name, "input", model.inputs, spec.inputs)
+    _rename(model_name, "output", model.outputs, spec.outputs)
+    ov.save_model(model, str(out_dir / IR_XML), compress_to_fp16=spec.compress_to_fp16)
+
+
+def _input_arg(ov_module: object, tensor: TensorSpec) -> tuple:
+    ov = ov_module
+    parts: list[object] = [tensor.source]
+    if tensor.shape is not None:
+        parts.append(list(tensor.shape))
+    if tensor.type is not None:
+        parts.append(getattr(ov.Type, tensor.type))  # type: ignore[attr-defined]
+    return tuple(parts)
+
+
+def _rename(
+    model_name: str, kind: str, ports: list[ov.Output], wanted: tuple[TensorSpec, ...]
+) -> None:
+    """Give each listed port exactly one tensor name; converters attach several."""
+    for tensor in wanted:
+        matches = [p for p in ports if tensor.source in p.get_names()]
+        if len(matches) != 1:
+            present = sorted(n for p in ports for n in p.get_names())
+            raise ToolError(
+                f"{model_name}: convert.{kind}s: {kind} {tensor.source!r} not found in the "
+                f"converted model; its {kind} tensor names are {present}"
+            )
+        matches[0].get_tensor().set_names({tensor.name})

@@ -1,0 +1,236 @@
+# Copyright: (c) 2025, edge_retail.ovms contributors
+# SPDX-License-Identifier: Apache-2.0
+"""What a model's status is, when it counts as AVAILABLE, and how to wait for it.
+
+API-independent: the gRPC clients in ``ovms_grpc`` turn each API's answers into the
+types defined here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import typing as t
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+AVAILABLE = "AVAILABLE"
+# OVMS moves a version to END when it retires it on purpose (a newer version replaced it
+# under the "latest" policy, or its directory was removed), so END is not a failure.
+RETIRED = "END"
+# KServe only says ready or not; this is the state reported for "not ready".
+NOT_READY = "NOT_READY"
+
+MODEL_ITEM_SPEC = dict(
+    name=dict(type="str", required=True),
+    version=dict(type="int"),
+)
+
+
+class ServerUnreachable(Exception):
+    """The server could not be asked at all (connection, TLS, wrong API, deadline)."""
+
+
+class InvalidModelList(ValueError):
+    """An entry of the ``models`` option is not a name or a {name, version} dict."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelRequest:
+    name: str
+    version: int | None = None
+
+    def label(self) -> str:
+        if self.version is None:
+            return "'%s'" % self.name
+        return "'%s' version %d" % (self.name, self.version)
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionStatus:
+    version: int | None
+    state: str
+    error_code: int = 0
+    error_message: str = ""
+
+    def as_dict(self) -> dict[str, t.Any]:
+        return dataclasses.asdict(self)
+
+    def describe(self) -> str:
+        what = "a version" if self.version is None else "version %d" % self.version
+        text = "%s is %s" % (what, self.state)
+        # OVMS reports error_message "OK" alongside code 0 for healthy versions.
+        if self.error_message and self.error_message != "OK":
+            text += " (error %d: %s)" % (self.error_code, self.error_message)
+        return text
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelStatus:
+    request: ModelRequest
+    versions: tuple[VersionStatus, ...] = ()
+    # The server's answer when it gave no per-version status (e.g. model not found).
+    error: str = ""
+
+    @property
+    def available(self) -> bool:
+        if self.error:
+            return False
+        if self.request.version is not None:
+            return any(v.version == self.request.version and v.state == AVAILABLE
+                       for v in self.versions)
+        # Without a pinned version every version the server is still trying to serve must
+        # be AVAILABLE: a version stuck in LOADING is a failed load even if an older one
+        # still answers.
+        states = [v.state for v in self.versions]
+        return AVAILABLE in states and all(s in (AVAILABLE, RETIRED) for s in states)
+
+    def as_dict(self) -> dict[str, t.Any]:
+        return dict(
+            name=self.request.name,
+            requested_version=self.request.version,
+            available=self.available,
+            error=self.error,
+            versions=[v.as_dict() for v in self.versions],
+        )
+
+    def describe_problem(self) -> str:
+        """Why this model is not available, in the server's words."""
+        if self.error:
+            return "%s: %s" % (self.request.label(), self.error)
+        if self.request.version is not None:
+            pinned = [v for v in self.versions if v.version == self.request.version]
+            if not pinned:
+                return "%s: the server reports no such version" % self.request.label()
+            return "%s: %s" % (self.request.label(), pinned[0].describe())
+        bad = [v.describe() for v in self.versions if v.state not in (AVAILABLE, RETIRED)]
+        if bad:
+            return "%s: %s" % (self.request.label(), ", ".join(bad))
+        return "%s: no version is AVAILABLE (server reports: %s)" % (
+            self.request.label(),
+            ", ".join(v.describe() for v in self.versions) or "no versions",
+        )
+
+
+class StatusSource(t.Protocol):
+    """One connection to a server that can report model status."""
+
+    def check_server(self) -> None:
+        """Raise ServerUnreachable when the server cannot be asked."""
+
+    def model_status(self, model: ModelRequest) -> ModelStatus:
+        """Ask for one model; raise ServerUnreachable when the server cannot be asked."""
+
+    def close(self) -> None:
+        """Release the connection."""
+
+
+@dataclasses.dataclass(frozen=True)
+class WaitResult:
+    statuses: tuple[ModelStatus, ...]
+    elapsed: float
+    unreachable: ServerUnreachable | None
+
+    @property
+    def ok(self) -> bool:
+        return self.unreachable is None and all(s.available for s in self.statuses)
+
+    def failure_message(self, address: str, api: str, timeout: float) -> str:
+        if self.unreachable is not None:
+            return "Could not query OVMS at %s over the %s gRPC API within %s s: %s" % (
+                address, api, _seconds(timeout), self.unreachable)
+        problems = [s.describe_problem() for s in self.statuses if not s.available]
+        return ("%d of %d models on OVMS at %s (%s API) were not AVAILABLE after %s s: %s. "
+                "The server log names the cause of a failed load." % (
+                    len(problems), len(self.statuses), address, api,
+                    _seconds(self.elapsed), "; ".join(problems)))
+
+
+def _seconds(value: float) -> str:
+    return ("%.1f" % value).rstrip("0").rstrip(".")
+
+
+def parse_models(items: list[t.Any]) -> list[ModelRequest]:
+    """Turn the ``models`` option (names or {name, version} dicts) into requests."""
+    validator = ArgumentSpecValidator(MODEL_ITEM_SPEC)
+    requests = []
+    for index, item in enumerate(items):
+        where = "models[%d]" % index
+        if isinstance(item, str):
+            item = dict(name=item)
+        if not isinstance(item, dict):
+            raise InvalidModelList(
+                "%s is %r; expected a model name or a dict with 'name' and optional "
+                "'version'" % (where, item))
+        result = validator.validate(item)
+        if result.error_messages:
+            raise InvalidModelList("%s (%r): %s; expected a model name or a dict with 'name' "
+                                   "and optional 'version'"
+                                   % (where, item, "; ".join(result.error_messages)))
+        params = result.validated_parameters
+        if not params["name"]:
+            raise InvalidModelList("%s has an empty name; expected the model name from the "
+                                   "OVMS config" % where)
+        if params["version"] is not None and params["version"] < 1:
+            raise InvalidModelList(
+                "%s version is %d; expected a positive integer (OVMS version directories "
+                "are 1, 2, ...), or no version to check every version the server serves"
+                % (where, params["version"]))
+        requests.append(ModelRequest(params["name"], params["version"]))
+    names = [(r.name, r.version) for r in requests]
+    duplicates = sorted({"%s/%s" % n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InvalidModelList("models lists %s more than once; expected each model (and "
+                               "version) once" % ", ".join(duplicates))
+    return requests
+
+
+def parse_tfs_status(request: ModelRequest, status: dict[int, dict[str, t.Any]]) -> ModelStatus:
+    """Read ovmsclient's ``get_model_status`` answer: {version: {state, error_code, ...}}."""
+    versions = tuple(
+        VersionStatus(
+            version=int(version),
+            state=str(fields.get("state", "UNKNOWN")),
+            error_code=int(fields.get("error_code", 0)),
+            error_message=str(fields.get("error_message", "")),
+        )
+        for version, fields in sorted(status.items())
+    )
+    return ModelStatus(request, versions)
+
+
+def query_once(source: StatusSource, models: list[ModelRequest]) -> tuple[ModelStatus, ...]:
+    source.check_server()
+    return tuple(source.model_status(model) for model in models)
+
+
+def wait_for_models(
+    open_source: t.Callable[[float], StatusSource],
+    models: list[ModelRequest],
+    timeout: float,
+    interval: float,
+    clock: t.Callable[[], float] = time.monotonic,
+    sleep: t.Callable[[float], None] = time.sleep,
+) -> WaitResult:
+    """Poll until every model is available or ``timeout`` seconds have passed.
+
+    ``open_source(rpc_timeout)`` is called every round: a fresh channel does not inherit
+    gRPC's reconnect back-off, so a server that starts late is seen on the next poll.
+    """
+    start = clock()
+    while True:
+        rpc_timeout = max(1.0, min(10.0, timeout - (clock() - start)))
+        source = open_source(rpc_timeout)
+        unreachable = None
+        statuses: tuple[ModelStatus, ...] = ()
+        try:
+            statuses = query_once(source, models)
+        except ServerUnreachable as exc:
+            unreachable = exc
+        finally:
+            source.close()
+        result = WaitResult(statuses, clock() - start, unreachable)
+        if result.ok or result.elapsed >= timeout:
+            return result
+        # The last round lands on the deadline rather than after it.
+        sleep(min(interval, timeout - result.elapsed))

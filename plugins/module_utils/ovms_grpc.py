@@ -77,8 +77,8 @@ def missing_library(api: str) -> tuple[str, str] | None:
 
 def format_address(host: str, port: int) -> str:
     if ":" in host and not host.startswith("["):
-        return "[%s]:%d" % (host, port)
-    return "%s:%d" % (host, port)
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,11 +101,11 @@ class TlsOptions:
             if path is None:
                 continue
             if not os.path.isfile(path):
-                raise ValueError("%s is %s, which is not a file on this host; expected the "
-                                 "path of a PEM file" % (option, path))
+                raise ValueError(f"{option} is {path}, which is not a file on this host; "
+                                 "expected the path of a PEM file")
             if not os.access(path, os.R_OK):
-                raise ValueError("%s is %s, which this user cannot read; expected a PEM file "
-                                 "readable by the remote user (check become)" % (option, path))
+                raise ValueError(f"{option} is {path}, which this user cannot read; expected "
+                                 "a PEM file readable by the remote user (check become)")
 
     def channel_options(self) -> list[tuple[str, str]]:
         if self.server_name:
@@ -115,26 +115,30 @@ class TlsOptions:
 
 def _explain(code: str, details: str, address: str, api: str, tls: TlsOptions) -> str:
     port = address.rsplit(":", 1)[1]
-    text = "%s: %s. " % (code, details.strip() or "no details from gRPC")
+    text = f"{code}: {details.strip().rstrip('.') or 'no details from gRPC'}. "
     if code == "UNIMPLEMENTED":
         return text + (
-            "The server does not serve the %s API on that port: OVMS 2026.3 and newer "
-            "serve only KServe (api: kserve), and port %s must be OVMS's gRPC port, not "
-            "its REST port." % (api, port))
+            f"The server does not serve the {api} API on that port: OVMS 2026.3 and newer "
+            f"serve only KServe (api: kserve), and port {port} must be OVMS's gRPC port, not "
+            "its REST port.")
     if code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
         return text + ("The server refused this client: check that client_cert and "
                        "client_key are signed by a CA the server trusts.")
     if code == "DEADLINE_EXCEEDED":
-        return text + ("The server did not answer in time: check that port %s is OVMS's "
-                       "gRPC port and that the server is not overloaded." % port)
-    hint = ("Check that OVMS (or its TLS proxy) runs and listens for gRPC on port %s, and "
-            "that this host can reach %s (routing, firewall)" % (port, address))
-    if tls.enabled:
-        hint += (", and that ca_cert signed the server's certificate, whose name must "
-                 "match %s" % (tls.server_name or "the host option (or set server_name)"))
+        return text + (f"The server did not answer in time: check that port {port} is OVMS's "
+                       "gRPC port and that the server is not overloaded.")
+    checks = [f"OVMS (or its TLS proxy) runs and listens for gRPC on port {port}",
+              f"this host can reach {address} (routing, firewall)"]
+    if not tls.enabled:
+        checks.append("the server accepts plain text (set ca_cert if it only accepts TLS)")
     else:
-        hint += ", and set ca_cert if the server only accepts TLS"
-    return text + hint + "."
+        checks.append("ca_cert signed the server's certificate")
+        name = tls.server_name or "the host option (or set server_name to the name it has)"
+        checks.append(f"the certificate names {name}")
+        if not tls.client_cert:
+            checks.append("the server accepts clients without a certificate (else set "
+                          "client_cert and client_key)")
+    return text + "Check that " + "; that ".join(checks) + "."
 
 
 def _code_name(code: t.Any) -> str:
@@ -203,7 +207,7 @@ class TfsSource:
             if code in SERVER_LEVEL_CODES:
                 raise ServerUnreachable(
                     _explain(code, details, self._address, API_TFS, self._tls)) from None
-            return ModelStatus(model, error="%s: %s" % (code, details))
+            return ModelStatus(model, error=f"{code}: {details}")
         return parse_tfs_status(model, status)
 
     def close(self) -> None:
@@ -236,8 +240,8 @@ class KServeSource:
         except InferenceServerException as exc:
             raise self._unreachable(exc) from None
         if not live:
-            raise ServerUnreachable("the server at %s answered but reports it is not live; "
-                                    "it may be starting or shutting down" % self._address)
+            raise ServerUnreachable(f"the server at {self._address} answered but reports it is "
+                                    "not live; it may be starting or shutting down")
 
     def model_status(self, model: ModelRequest) -> ModelStatus:
         version = "" if model.version is None else str(model.version)
@@ -248,7 +252,7 @@ class KServeSource:
             code = _code_name(exc.status())
             if code in SERVER_LEVEL_CODES:
                 raise self._unreachable(exc) from None
-            return ModelStatus(model, error="%s: %s" % (code, exc.message()))
+            return ModelStatus(model, error=f"{code}: {exc.message()}")
         # KServe has no per-version state; ModelMetadata names the ready versions and, for
         # a version that is not ready, OVMS's error says why.
         try:

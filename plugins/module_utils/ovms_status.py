@@ -21,10 +21,10 @@ RETIRED = "END"
 # KServe only says ready or not; this is the state reported for "not ready".
 NOT_READY = "NOT_READY"
 
-MODEL_ITEM_SPEC = dict(
-    name=dict(type="str", required=True),
-    version=dict(type="int"),
-)
+MODEL_ITEM_SPEC = {
+    "name": {"type": "str", "required": True},
+    "version": {"type": "int"},
+}
 
 
 class ServerUnreachable(Exception):
@@ -42,8 +42,8 @@ class ModelRequest:
 
     def label(self) -> str:
         if self.version is None:
-            return "'%s'" % self.name
-        return "'%s' version %d" % (self.name, self.version)
+            return f"'{self.name}'"
+        return f"'{self.name}' version {self.version}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,11 +57,11 @@ class VersionStatus:
         return dataclasses.asdict(self)
 
     def describe(self) -> str:
-        what = "a version" if self.version is None else "version %d" % self.version
-        text = "%s is %s" % (what, self.state)
+        what = "a version" if self.version is None else f"version {self.version}"
+        text = f"{what} is {self.state}"
         # OVMS reports error_message "OK" alongside code 0 for healthy versions.
         if self.error_message and self.error_message != "OK":
-            text += " (error %d: %s)" % (self.error_code, self.error_message)
+            text += f" (error {self.error_code}: {self.error_message})"
         return text
 
 
@@ -86,30 +86,28 @@ class ModelStatus:
         return AVAILABLE in states and all(s in (AVAILABLE, RETIRED) for s in states)
 
     def as_dict(self) -> dict[str, t.Any]:
-        return dict(
-            name=self.request.name,
-            requested_version=self.request.version,
-            available=self.available,
-            error=self.error,
-            versions=[v.as_dict() for v in self.versions],
-        )
+        return {
+            "name": self.request.name,
+            "requested_version": self.request.version,
+            "available": self.available,
+            "error": self.error,
+            "versions": [v.as_dict() for v in self.versions],
+        }
 
     def describe_problem(self) -> str:
         """Why this model is not available, in the server's words."""
         if self.error:
-            return "%s: %s" % (self.request.label(), self.error)
+            return f"{self.request.label()}: {self.error}"
         if self.request.version is not None:
             pinned = [v for v in self.versions if v.version == self.request.version]
             if not pinned:
-                return "%s: the server reports no such version" % self.request.label()
-            return "%s: %s" % (self.request.label(), pinned[0].describe())
+                return f"{self.request.label()}: the server reports no such version"
+            return f"{self.request.label()}: {pinned[0].describe()}"
         bad = [v.describe() for v in self.versions if v.state not in (AVAILABLE, RETIRED)]
         if bad:
-            return "%s: %s" % (self.request.label(), ", ".join(bad))
-        return "%s: no version is AVAILABLE (server reports: %s)" % (
-            self.request.label(),
-            ", ".join(v.describe() for v in self.versions) or "no versions",
-        )
+            return f"{self.request.label()}: {', '.join(bad)}"
+        reported = ", ".join(v.describe() for v in self.versions) or "no versions"
+        return f"{self.request.label()}: no version is AVAILABLE (server reports: {reported})"
 
 
 class StatusSource(t.Protocol):
@@ -137,17 +135,16 @@ class WaitResult:
 
     def failure_message(self, address: str, api: str, timeout: float) -> str:
         if self.unreachable is not None:
-            return "Could not query OVMS at %s over the %s gRPC API within %s s: %s" % (
-                address, api, _seconds(timeout), self.unreachable)
+            return (f"Could not query OVMS at {address} over the {api} gRPC API within "
+                    f"{_seconds(timeout)} s: {self.unreachable}")
         problems = [s.describe_problem() for s in self.statuses if not s.available]
-        return ("%d of %d models on OVMS at %s (%s API) were not AVAILABLE after %s s: %s. "
-                "The server log names the cause of a failed load." % (
-                    len(problems), len(self.statuses), address, api,
-                    _seconds(self.elapsed), "; ".join(problems)))
+        return (f"{len(problems)} of {len(self.statuses)} models on OVMS at {address} ({api} "
+                f"API) were not AVAILABLE after {_seconds(self.elapsed)} s: "
+                f"{'; '.join(problems)}. The server log names the cause of a failed load.")
 
 
 def _seconds(value: float) -> str:
-    return ("%.1f" % value).rstrip("0").rstrip(".")
+    return f"{value:.1f}".rstrip("0").rstrip(".")
 
 
 def parse_models(items: list[t.Any]) -> list[ModelRequest]:
@@ -155,33 +152,41 @@ def parse_models(items: list[t.Any]) -> list[ModelRequest]:
     validator = ArgumentSpecValidator(MODEL_ITEM_SPEC)
     requests = []
     for index, item in enumerate(items):
-        where = "models[%d]" % index
+        where = f"models[{index}]"
         if isinstance(item, str):
-            item = dict(name=item)
+            item = {"name": item}
         if not isinstance(item, dict):
             raise InvalidModelList(
-                "%s is %r; expected a model name or a dict with 'name' and optional "
-                "'version'" % (where, item))
+                f"{where} is {item!r}; expected a model name or a dict with 'name' and optional "
+                "'version'")
+        unknown = sorted(set(item) - set(MODEL_ITEM_SPEC), key=str)
+        if unknown:
+            raise InvalidModelList(f"{where} has unknown key(s) {', '.join(map(str, unknown))}; "
+                                   "expected only 'name' and 'version'")
+        if isinstance(item.get("version"), bool):
+            raise InvalidModelList(f"{where} version is {item['version']!r}; expected a positive "
+                                   "integer")
         result = validator.validate(item)
         if result.error_messages:
-            raise InvalidModelList("%s (%r): %s; expected a model name or a dict with 'name' "
-                                   "and optional 'version'"
-                                   % (where, item, "; ".join(result.error_messages)))
+            raise InvalidModelList(f"{where} ({item!r}): {'; '.join(result.error_messages)}; "
+                                   "expected a model name or a dict with 'name' and optional "
+                                   "'version'")
         params = result.validated_parameters
         if not params["name"]:
-            raise InvalidModelList("%s has an empty name; expected the model name from the "
-                                   "OVMS config" % where)
+            raise InvalidModelList(f"{where} has an empty name; expected the model name from the "
+                                   "OVMS config")
         if params["version"] is not None and params["version"] < 1:
             raise InvalidModelList(
-                "%s version is %d; expected a positive integer (OVMS version directories "
-                "are 1, 2, ...), or no version to check every version the server serves"
-                % (where, params["version"]))
+                f"{where} version is {params['version']}; expected a positive integer (OVMS "
+                "version directories are 1, 2, ...), or no version to check every version the "
+                "server serves")
         requests.append(ModelRequest(params["name"], params["version"]))
     names = [(r.name, r.version) for r in requests]
-    duplicates = sorted({"%s/%s" % n for n in names if names.count(n) > 1})
+    duplicates = sorted({f"{name}/{version}" for name, version in names
+                         if names.count((name, version)) > 1})
     if duplicates:
-        raise InvalidModelList("models lists %s more than once; expected each model (and "
-                               "version) once" % ", ".join(duplicates))
+        raise InvalidModelList(f"models lists {', '.join(duplicates)} more than once; expected "
+                               "each model (and version) once")
     return requests
 
 

@@ -20,7 +20,7 @@ description:
   - Fails at once, without waiting, when an option is invalid or a TLS file cannot be read.
 version_added: 0.1.0
 author:
-  - edge_retail.ovms contributors
+  - edge_retail platform team (!UNKNOWN)
 requirements:
   - C(ovmsclient) for O(api=tfs), or C(tritonclient[grpc]) for O(api=kserve), importable by the
     Python interpreter Ansible uses on the host. The collection installs both in a virtual
@@ -36,7 +36,8 @@ attributes:
     description: Will return details on what has changed.
     support: none
   idempotent:
-    description: Running it again with the same options against an unchanged server gives the same result.
+    description:
+      - Running it again with the same options against an unchanged server gives the same result.
     support: full
 options:
   host:
@@ -68,7 +69,7 @@ options:
       - The models to check, as names from the OVMS configuration, or as dicts with the key
         C(name) (required, string) and the key C(version) (optional, positive integer) to check
         one version.
-      - A plain string V(person-detection) is the same as V({name: person-detection}).
+      - "A plain string V(person-detection) is the same as V({name: person-detection})."
     type: list
     elements: raw
     required: true
@@ -197,7 +198,9 @@ models:
           type: int
           sample: 1
         state:
-          description: V(START), V(LOADING), V(AVAILABLE), V(UNLOADING), V(END), or V(NOT_READY) (KServe).
+          description:
+            - V(START), V(LOADING), V(AVAILABLE), V(UNLOADING) or V(END) from OVMS over TFS.
+            - V(AVAILABLE) or V(NOT_READY) over KServe.
           type: str
           sample: AVAILABLE
         error_code:
@@ -211,7 +214,6 @@ models:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
 from ansible_collections.edge_retail.ovms.plugins.module_utils.ovms_grpc import (
     TlsOptions,
     format_address,
@@ -220,45 +222,36 @@ from ansible_collections.edge_retail.ovms.plugins.module_utils.ovms_grpc import 
 )
 from ansible_collections.edge_retail.ovms.plugins.module_utils.ovms_status import (
     InvalidModelList,
+    ModelRequest,
     parse_models,
     wait_for_models,
 )
 
-ARGUMENT_SPEC = dict(
-    host=dict(type="str", required=True),
-    port=dict(type="int", default=9000),
-    api=dict(type="str", default="kserve", choices=["kserve", "tfs"]),
-    models=dict(type="list", elements="raw", required=True),
-    timeout=dict(type="float", default=60),
-    interval=dict(type="float", default=1),
-    ca_cert=dict(type="path"),
-    client_cert=dict(type="path"),
+ARGUMENT_SPEC = {
+    "host": {"type": "str", "required": True},
+    "port": {"type": "int", "default": 9000},
+    "api": {"type": "str", "default": "kserve", "choices": ["kserve", "tfs"]},
+    "models": {"type": "list", "elements": "raw", "required": True},
+    "timeout": {"type": "float", "default": 60},
+    "interval": {"type": "float", "default": 1},
+    "ca_cert": {"type": "path"},
+    "client_cert": {"type": "path"},
     # A path, not key material: nothing secret to hide.
-    client_key=dict(type="path", no_log=False),
-    server_name=dict(type="str"),
-)
+    "client_key": {"type": "path", "no_log": False},
+    "server_name": {"type": "str"},
+}
 
 
-def main() -> None:
-    module = AnsibleModule(
-        argument_spec=ARGUMENT_SPEC,
-        required_together=[("client_cert", "client_key")],
-        required_by=dict(client_cert="ca_cert", server_name="ca_cert"),
-        supports_check_mode=True,
-    )
-    params = module.params
-    api = params["api"]
-    address = format_address(params["host"], params["port"])
-    result = dict(changed=False, api=api, address=address, elapsed=0.0, models=[])
-
+def _check_arguments(params: dict) -> tuple[list[str], list[ModelRequest], TlsOptions]:
+    """Problems the argument spec cannot express, all at once, plus the parsed options."""
     problems = []
-    models = []
     if not 1 <= params["port"] <= 65535:
-        problems.append("port is %d; expected 1-65535" % params["port"])
+        problems.append(f"port is {params['port']}; expected 1-65535")
     if params["timeout"] < 0:
-        problems.append("timeout is %s; expected 0 or more seconds" % params["timeout"])
+        problems.append(f"timeout is {params['timeout']}; expected 0 or more seconds")
     if params["interval"] <= 0:
-        problems.append("interval is %s; expected more than 0 seconds" % params["interval"])
+        problems.append(f"interval is {params['interval']}; expected more than 0 seconds")
+    models: list[ModelRequest] = []
     if not params["models"]:
         problems.append("models is empty; expected at least one model name")
     try:
@@ -271,16 +264,33 @@ def main() -> None:
         tls.check_files()
     except ValueError as exc:
         problems.append(str(exc))
+    return problems, models, tls
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC,
+        required_together=[("client_cert", "client_key")],
+        required_by={"client_cert": "ca_cert", "server_name": "ca_cert"},
+        supports_check_mode=True,
+    )
+    params = module.params
+    api = params["api"]
+    address = format_address(params["host"], params["port"])
+    result = {"changed": False, "api": api, "address": address, "elapsed": 0.0, "models": []}
+
+    problems, models, tls = _check_arguments(params)
     if problems:
         module.fail_json(msg="; ".join(problems), **result)
 
     missing = missing_library(api)
     if missing:
         package, error = missing
-        module.fail_json(
-            msg=missing_required_lib(package, reason="to ask OVMS over the %s API (api=%s); the "
-                                     "collection's client venv has it" % (api, api)),
-            exception=error, **result)
+        reason = f"to ask OVMS over the {api} API (api={api}); the collection's client venv has it"
+        # The last traceback line tells a missing package from a broken one.
+        import_error = error.strip().splitlines()[-1]
+        module.fail_json(msg=f"{missing_required_lib(package, reason=reason)}. Import error: "
+                             f"{import_error}", exception=error, **result)
 
     outcome = wait_for_models(make_source_factory(api, address, tls), models,
                               params["timeout"], params["interval"])

@@ -172,7 +172,8 @@ class LiveSource:
     def _connect(self) -> Capture | None:
         """Open the source, retrying with backoff; None only when stop is requested."""
         delay = self.initial_backoff
-        reported = False
+        # After a loss the caller has already logged it; a first open logs on its first failure.
+        reported = self._connected_once
         since = time.monotonic()
         while not self.stop.is_set():
             capture = self.opener(self.spec)
@@ -183,9 +184,8 @@ class LiveSource:
                 return capture
             capture.release()
             if not reported:
-                verb = "lost" if self._connected_once else "cannot open"
-                log.warning("%s input %s (stream %s); retrying with backoff up to %.0f s",
-                            verb, self.spec.source, self.spec.stream_id, self.max_backoff)
+                log.warning("cannot open input %s (stream %s); retrying with backoff up to %g s",
+                            self.spec.source, self.spec.stream_id, self.max_backoff)
                 reported = True
             self.stop.wait(delay)
             delay = min(delay * 2, self.max_backoff)
@@ -205,8 +205,8 @@ class LiveSource:
                 frame = Frame(self._index, time.time(), image)
                 self._index += 1
                 return frame
-            log.warning("input %s (stream %s) stopped delivering frames; reconnecting",
-                        self.spec.source, self.spec.stream_id)
+            log.warning("lost input %s (stream %s): no frame; reconnecting with backoff up to "
+                        "%g s", self.spec.source, self.spec.stream_id, self.max_backoff)
             self._capture.release()
             self._capture = None
         return None

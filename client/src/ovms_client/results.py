@@ -1,0 +1,179 @@
+"""JSON-lines output: one line per frame, periodic metrics lines, one summary line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+# Percentiles in the summary cover at most this many recent frames per stream.
+SUMMARY_SAMPLES = 100_000
+
+
+class JsonLinesWriter:
+    """Thread-safe; each line is flushed so a reader (or a killed container) sees it whole."""
+
+    def __init__(self, output: str) -> None:
+        self._lock = threading.Lock()
+        if output == "-":
+            self._file: IO[str] = sys.stdout
+            self._owned = False
+        else:
+            path = Path(output)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Append: a restarted container must not erase what the previous run wrote.
+            self._file = path.open("a", encoding="utf-8")
+            self._owned = True
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, separators=(",", ":")) + "\n"
+        with self._lock:
+            self._file.write(line)
+            self._file.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.flush()
+            if self._owned:
+                self._file.close()
+
+
+def _percentiles(samples: list[float] | deque[float]) -> dict[str, float | None]:
+    if not samples:
+        return {"p50": None, "p95": None}
+    values = np.asarray(samples, dtype=np.float64) * 1000.0
+    p50, p95 = np.percentile(values, [50, 95])
+    return {"p50": round(float(p50), 2), "p95": round(float(p95), 2)}
+
+
+@dataclass
+class StreamStats:
+    frames: int = 0
+    dropped: int = 0
+    window_frames: int = 0
+    window_latency: list[float] = field(default_factory=list)
+    window_e2e: list[float] = field(default_factory=list)
+    latency: deque[float] = field(default_factory=lambda: deque(maxlen=SUMMARY_SAMPLES))
+    first_at: float | None = None
+    last_at: float | None = None
+
+
+class Metrics:
+    """Counts frames and latencies per stream; snapshots for metrics and summary lines."""
+
+    def __init__(self, stream_ids: list[str]) -> None:
+        self._lock = threading.Lock()
+        self._streams = {sid: StreamStats() for sid in stream_ids}
+        self.started = time.monotonic()
+        self._window_start = self.started
+
+    def frame_done(self, stream_id: str, latency_s: float, e2e_s: float) -> None:
+        now = time.monotonic()
+        with self._lock:
+            stats = self._streams[stream_id]
+            stats.frames += 1
+            stats.window_frames += 1
+            stats.window_latency.append(latency_s)
+            stats.window_e2e.append(e2e_s)
+            stats.latency.append(latency_s)
+            if stats.first_at is None:
+                stats.first_at = now
+            stats.last_at = now
+
+    def frame_dropped(self, stream_id: str) -> None:
+        with self._lock:
+            self._streams[stream_id].dropped += 1
+
+    def window(self, server_up: bool) -> dict[str, Any]:
+        """A metrics line for the time since the previous one; starts a new window."""
+        now = time.monotonic()
+        with self._lock:
+            elapsed = max(now - self._window_start, 1e-9)
+            self._window_start = now
+            streams = {}
+            total = 0
+            for sid, stats in self._streams.items():
+                streams[sid] = {
+                    "frames": stats.window_frames,
+                    "fps": round(stats.window_frames / elapsed, 2),
+                    "latency_ms": _percentiles(stats.window_latency),
+                    "e2e_ms": _percentiles(stats.window_e2e),
+                    "dropped": stats.dropped,
+                }
+                total += stats.window_frames
+                stats.window_frames = 0
+                stats.window_latency = []
+                stats.window_e2e = []
+        return {
+            "type": "metrics",
+            "timestamp": round(time.time(), 3),
+            "interval_s": round(elapsed, 3),
+            "fps": round(total / elapsed, 2),
+            "server": "up" if server_up else "down",
+            "streams": streams,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        now = time.monotonic()
+        with self._lock:
+            elapsed = max(now - self.started, 1e-9)
+            streams = {}
+            total = 0
+            for sid, stats in self._streams.items():
+                span = elapsed
+                streams[sid] = {
+                    "frames": stats.frames,
+                    "fps": round(stats.frames / span, 2),
+                    "latency_ms": _percentiles(stats.latency),
+                    "dropped": stats.dropped,
+                }
+                total += stats.frames
+        return {
+            "type": "summary",
+            "timestamp": round(time.time(), 3),
+            "elapsed_s": round(elapsed, 3),
+            "frames": total,
+            "fps": round(total / elapsed, 2),
+            "streams": streams,
+        }
+
+    def reset_clock(self) -> None:
+        """Start timing now (after the model became ready), not at process start."""
+        with self._lock:
+            self.started = time.monotonic()
+            self._window_start = self.started
+
+
+class OrderedEmitter:
+    """Writes a stream's frames in order although in-flight requests finish out of order."""
+
+    def __init__(self, writer: JsonLinesWriter) -> None:
+        self._writer = writer
+        self._lock = threading.Lock()
+        self._pending: dict[int, dict[str, Any] | None] = {}
+        self._next = 0
+
+    def complete(self, seq: int, record: dict[str, Any] | None) -> None:
+        """Hand in frame `seq`'s record, or None when that frame was given up."""
+        with self._lock:
+            self._pending[seq] = record
+            while self._next in self._pending:
+                ready = self._pending.pop(self._next)
+                self._next += 1
+                if ready is not None:
+                    self._writer.write(ready)
+
+    def flush(self) -> None:
+        """At the end: write whatever is left, in order, skipping frames that never finished."""
+        with self._lock:
+            for seq in sorted(self._pending):
+                ready = self._pending.pop(seq)
+                if ready is not None:
+                    self._writer.write(ready)

@@ -130,7 +130,7 @@ EXAMPLES = r"""
       - face-detection
     timeout: 120
   vars:
-    ansible_python_interpreter: /opt/ovms-client/venv/bin/python
+    ansible_python_interpreter: /opt/edge-retail/check-venv/bin/python
 
 - name: Ask an OVMS 2026.2 server over the TensorFlow-Serving API
   edge_retail.ovms.model_status:

@@ -8,6 +8,7 @@ TLS-terminating relay (what the store's proxy does); configuration errors and ex
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -18,13 +19,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-
-from media import make_walk_video
+from media import make_walk_video, walk_frames
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "person-detection"
@@ -197,7 +198,7 @@ def test_video_through_the_cli_gives_json_lines_and_an_fps_summary(
     assert timestamps == sorted(timestamps)
     matched = 0
     for record, box in zip(frames, truth, strict=True):
-        for score, x0, y0, x1, y1 in boxes_of(record):
+        for _score, x0, y0, x1, y1 in boxes_of(record):
             if iou((x0 / 1280, y0 / 720, x1 / 1280, y1 / 720),
                    (box.xmin, box.ymin, box.xmax, box.ymax)) >= 0.5:
                 matched += 1
@@ -267,6 +268,93 @@ def test_server_restart_mid_stream_client_keeps_running_and_resumes(
     assert summary["stopped_by"] == "signal" and summary["exit_code"] == 0
     assert summary["server_outages"] == 1
     assert summary["frames"] == len(frames)
+
+
+class MjpegCamera:
+    """An IP camera on 127.0.0.1: an endless multipart JPEG stream over HTTP, which the client
+    reads through OpenCV's FFmpeg backend like an RTSP camera. It can be unplugged and back."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.jpegs = [cv2.imencode(".jpg", f.image)[1].tobytes()
+                      for f in walk_frames(10, (320, 180))]
+        self.server: ThreadingHTTPServer | None = None
+        self.unplugged = threading.Event()
+
+    def start(self) -> None:
+        camera = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                index = 0
+                try:
+                    while not camera.unplugged.is_set():
+                        jpeg = camera.jpegs[index % len(camera.jpegs)]
+                        index += 1
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n"
+                                         b"Content-Length: %d\r\n\r\n" % len(jpeg))
+                        self.wfile.write(jpeg + b"\r\n")
+                        time.sleep(1 / 30)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.unplugged.clear()
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.unplugged.set()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/cam.mjpg"
+
+
+def test_network_camera_that_goes_away_is_reopened(standin: StandIn, tmp_path: Path) -> None:
+    camera = MjpegCamera()
+    camera.start()
+    output = tmp_path / "out.jsonl"
+    stderr = tmp_path / "client.stderr"
+    with stderr.open("w") as err:
+        client = subprocess.Popen(
+            client_command("--input", camera.url, "--server-address", standin.address,
+                           "--output", str(output)),
+            env=client_env(), stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        wait_for(lambda: count_frames(output) >= 20, "frames from the camera")
+        camera.stop()
+        wait_for(lambda: "lost input" in stderr.read_text(), "the client to notice the loss")
+        before = count_frames(output)
+        time.sleep(1.5)  # the camera stays away across a few reconnect attempts
+        assert client.poll() is None, stderr.read_text()
+        camera.start()
+        wait_for(lambda: count_frames(output) >= before + 20, "frames after the camera's return")
+        client.send_signal(signal.SIGTERM)
+        assert client.wait(30) == 0, stderr.read_text()
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+        camera.stop()
+    log = stderr.read_text()
+    assert log.count("lost input") == 1, log
+    assert "is back after" in log
+    lines = records(output.read_text())
+    frames = [r["frame"] for r in lines if r["type"] == "detections"]
+    assert frames == sorted(frames) and len(set(frames)) == len(frames)
+    assert all(r["width"] == 320 for r in lines if r["type"] == "detections")
+    assert lines[-1]["type"] == "summary" and lines[-1]["stopped_by"] == "signal"
 
 
 def test_bad_profile_values_exit_2_naming_the_setting(tmp_path: Path, person_jpg: Path) -> None:
@@ -357,10 +445,8 @@ class TlsRelay:
             async with server:
                 await server.serve_forever()
 
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             self.loop.run_until_complete(serve())
-        except asyncio.CancelledError:
-            pass
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -426,3 +512,6 @@ def test_tls_refusals_exit_3_with_the_reason(relay: TlsRelay, pki: Path, person_
     assert done.returncode == 3, done.stderr
     assert f"127.0.0.1:{relay.port} was not ready within ready_timeout=1 s" in done.stderr
     assert "UNAVAILABLE" in done.stderr
+    if missing == "server name":
+        # The certificate names ovms.store.test, not the 127.0.0.1 the client dialled.
+        assert "Hostname Verification Check failed" in done.stderr

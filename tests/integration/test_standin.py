@@ -134,11 +134,15 @@ def standin(docker_client, built_images, model_repo, tmp_path_factory) -> Iterat
     container = docker_client.containers.run(
         built_images["standin"],
         command=[
-            "--config_path", "/config/config.json",
-            "--port", "9000",
-            "--rest_port", "8000",
+            "--config_path",
+            "/config/config.json",
+            "--port",
+            "9000",
+            "--rest_port",
+            "8000",
             "--metrics_enable",
-            "--file_system_poll_wait_seconds", "1",
+            "--file_system_poll_wait_seconds",
+            "1",
         ],
         detach=True,
         read_only=True,
@@ -218,16 +222,16 @@ def image_input(frame: np.ndarray, datatype: str = "UINT8") -> triton.InferInput
     return tensor
 
 
-def metric(text: str, name: str, **labels: str) -> float:
-    """Value of the one series of `name` whose labels are exactly `labels`."""
+def metric(text: str, family: str, labels: dict[str, str]) -> float:
+    """Value of the one series of `family` whose labels are exactly `labels`."""
     for line in text.splitlines():
         match = re.fullmatch(r"([a-z_]+)\{(.*)\} (\S+)", line)
-        if not match or match.group(1) != name:
+        if not match or match.group(1) != family:
             continue
         found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2)))
         if found == labels:
             return float(match.group(3))
-    raise AssertionError(f"no series {name}{labels} in /metrics")
+    raise AssertionError(f"no series {family}{labels} in /metrics")
 
 
 # ---- the image itself ----
@@ -255,7 +259,10 @@ def test_tfs_metadata_describes_the_model(tfs):
     assert metadata["inputs"] == {"image_tensor": {"shape": [1, 300, 300, 3], "dtype": "DT_UINT8"}}
     assert metadata["outputs"]["detection_boxes"] == {"shape": [1, 100, 4], "dtype": "DT_FLOAT"}
     assert set(metadata["outputs"]) == {
-        "detection_boxes", "detection_scores", "detection_classes", "num_detections"
+        "detection_boxes",
+        "detection_scores",
+        "detection_classes",
+        "num_detections",
     }
 
 
@@ -270,15 +277,19 @@ def test_tfs_predict_finds_the_person(tfs, frame, person_box):
 def test_concurrent_predicts_all_get_the_same_answer(tfs, frame):
     expected = tfs.predict({"image_tensor": frame}, MODEL)["detection_scores"]
     with ThreadPoolExecutor(max_workers=6) as pool:
-        results = list(pool.map(
-            lambda _: tfs.predict({"image_tensor": frame}, MODEL)["detection_scores"], range(12)
-        ))
+        results = list(
+            pool.map(
+                lambda _: tfs.predict({"image_tensor": frame}, MODEL)["detection_scores"], range(12)
+            )
+        )
     for scores in results:
         np.testing.assert_allclose(scores, expected, rtol=1e-5)
 
 
 def test_tfs_unknown_model_is_not_found(tfs, frame):
-    with pytest.raises(ovmsclient.ModelNotFoundError, match="Model with requested name is not found"):
+    with pytest.raises(
+        ovmsclient.ModelNotFoundError, match="Model with requested name is not found"
+    ):
         tfs.predict({"image_tensor": frame}, "no-such-model")
     with pytest.raises(ovmsclient.ModelNotFoundError):
         tfs.get_model_status("no-such-model")
@@ -347,7 +358,9 @@ def test_kserve_infer_accepts_typed_contents(standin, kserve, frame):
         for out, raw in zip(response.outputs, response.raw_output_contents, strict=True)
     }
     raw_result = kserve_outputs(kserve.infer(MODEL, [image_input(frame)]))
-    np.testing.assert_allclose(by_name["detection_scores"], raw_result["detection_scores"], rtol=1e-5)
+    np.testing.assert_allclose(
+        by_name["detection_scores"], raw_result["detection_scores"], rtol=1e-5
+    )
 
 
 def test_kserve_errors_carry_ovms_codes(kserve, frame):
@@ -407,15 +420,29 @@ def test_rest_status_health_and_metadata(standin):
 
 
 def test_metrics_count_the_requests_made(standin, tfs, kserve, frame):
-    predict = {"api": "TensorFlowServing", "interface": "gRPC", "method": "Predict",
-               "name": MODEL, "version": "1"}
-    infer = {"api": "KServe", "interface": "gRPC", "method": "ModelInfer",
-             "name": MODEL, "version": "1"}
-    status = {"api": "TensorFlowServing", "interface": "REST", "method": "GetModelStatus",
-              "name": MODEL}
+    predict = {
+        "api": "TensorFlowServing",
+        "interface": "gRPC",
+        "method": "Predict",
+        "name": MODEL,
+        "version": "1",
+    }
+    infer = {
+        "api": "KServe",
+        "interface": "gRPC",
+        "method": "ModelInfer",
+        "name": MODEL,
+        "version": "1",
+    }
+    status = {
+        "api": "TensorFlowServing",
+        "interface": "REST",
+        "method": "GetModelStatus",
+        "name": MODEL,
+    }
     timing = {"interface": "gRPC", "name": MODEL, "version": "1"}
     before = standin.metrics()
-    for _ in range(3):
+    for _attempt in range(3):
         tfs.predict({"image_tensor": frame}, MODEL)
     kserve.infer(MODEL, [image_input(frame)])
     kserve.infer(MODEL, [image_input(frame)])
@@ -425,7 +452,7 @@ def test_metrics_count_the_requests_made(standin, tfs, kserve, frame):
     after = standin.metrics()
 
     def delta(name: str, labels: dict[str, str]) -> float:
-        return metric(after, name, **labels) - metric(before, name, **labels)
+        return metric(after, name, labels) - metric(before, name, labels)
 
     assert delta("ovms_requests_success", predict) == 3
     assert delta("ovms_requests_fail", predict) == 1
@@ -434,8 +461,9 @@ def test_metrics_count_the_requests_made(standin, tfs, kserve, frame):
     assert delta("ovms_requests_success", status) == 1
     assert delta("ovms_request_time_us_count", timing) == 5
     assert delta("ovms_inference_time_us_count", {"name": MODEL, "version": "1"}) == 5
-    assert metric(after, "ovms_current_requests", name=MODEL, version="1") == 0
-    assert metric(after, "ovms_streams", name=MODEL, version="1") >= 1
+    per_version = {"name": MODEL, "version": "1"}
+    assert metric(after, "ovms_current_requests", per_version) == 0
+    assert metric(after, "ovms_streams", per_version) >= 1
     assert "# TYPE ovms_inference_time_us histogram" in after
     assert "# TYPE ovms_requests_success counter" in after
 
@@ -444,13 +472,15 @@ def test_metrics_count_the_requests_made(standin, tfs, kserve, frame):
 
 
 def test_reload_adds_a_model(standin, kserve):
-    standin.write_config({
-        "model_config_list": [
-            PERSON_ENTRY,
-            model_entry(TINY, f"/extra/{TINY}"),
-            model_entry(BAD_DEVICE, f"/extra/{TINY}", target_device="NO_SUCH_DEVICE"),
-        ]
-    })
+    standin.write_config(
+        {
+            "model_config_list": [
+                PERSON_ENTRY,
+                model_entry(TINY, f"/extra/{TINY}"),
+                model_entry(BAD_DEVICE, f"/extra/{TINY}", target_device="NO_SUCH_DEVICE"),
+            ]
+        }
+    )
     standin.wait_states(TINY, {1: "AVAILABLE"})
     x = np.array([[-3.0, -1.0, 0.0, 2.0]], np.float32)
     tensor = triton.InferInput("x", [1, 4], "FP32")
@@ -484,11 +514,13 @@ def test_new_version_directory_takes_over(standin, kserve, tfs):
 
 
 def test_broken_config_on_reload_keeps_the_old_models(standin, tfs, frame):
-    standin.write_config({
-        "model_config_list": [
-            {"config": {"name": MODEL, "base_path": f"/models/{MODEL}", "nireqs": 1}}
-        ]
-    })
+    standin.write_config(
+        {
+            "model_config_list": [
+                {"config": {"name": MODEL, "base_path": f"/models/{MODEL}", "nireqs": 1}}
+            ]
+        }
+    )
     wait_for(
         lambda: "Keyword:additionalProperties" in standin.logs(),
         "the schema error in the log",
@@ -505,6 +537,69 @@ def test_removing_a_model_from_config_unloads_it(standin, kserve):
         kserve.is_model_ready(TINY)
     assert gone.value.status() == "StatusCode.NOT_FOUND"
     assert kserve.is_model_ready(MODEL)
+
+
+# ---- a second server: single-model mode, every model failing, metrics and TFS API off ----
+
+
+def test_single_model_server_is_ready_with_its_model_failed_and_tfs_api_off(
+    docker_client, built_images, tmp_path
+):
+    tmp_path.chmod(0o755)
+    save_tiny_model(tmp_path / TINY / "1", 1.0)
+    (tmp_path / TINY).chmod(0o755)
+    container = docker_client.containers.run(
+        built_images["standin"],
+        command=[
+            "--model_name",
+            TINY,
+            "--model_path",
+            f"/models/{TINY}",
+            "--target_device",
+            "NO_SUCH_DEVICE",
+            "--rest_port",
+            "8000",
+            "--port",
+            "9000",
+        ],
+        detach=True,
+        environment={"OVMS_STANDIN_TFS_API": "off"},
+        ports={"8000/tcp": ("127.0.0.1", None), "9000/tcp": ("127.0.0.1", None)},
+        volumes={str(tmp_path): {"bind": "/models", "mode": "ro"}},
+    )
+    try:
+
+        def logs() -> str:
+            return container.logs().decode(errors="replace")
+
+        port = wait_for(lambda: published(container, "8000/tcp"), "REST port", logs)
+        url = f"http://127.0.0.1:{port}"
+        wait_for(
+            lambda: requests.get(f"{url}/v2/health/ready", timeout=10).status_code == 200,
+            "readiness with a failed model",
+            logs,
+        )
+        status = requests.get(f"{url}/v1/models/{TINY}", timeout=10).json()
+        assert status["model_version_status"] == [
+            {
+                "version": "1",
+                "state": "LOADING",
+                "status": {"error_code": "UNKNOWN", "error_message": "UNKNOWN"},
+            }
+        ]
+        ready = requests.get(f"{url}/v2/models/{TINY}/ready", timeout=10)
+        assert ready.status_code == 404
+        assert ready.json() == {"error": "Model with requested version is not found"}
+        metrics = requests.get(f"{url}/metrics", timeout=10)
+        assert metrics.status_code == 400
+        assert metrics.json() == {"error": "Invalid request URL"}
+        grpc_port = wait_for(lambda: published(container, "9000/tcp"), "gRPC port", logs)
+        kserve = triton.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+        assert kserve.is_server_ready()
+        with pytest.raises(ConnectionError, match="StatusCode.UNIMPLEMENTED|Method not found"):
+            ovmsclient.make_grpc_client(f"127.0.0.1:{grpc_port}").get_model_status(TINY)
+    finally:
+        container.remove(force=True)
 
 
 # ---- start-up failures ----

@@ -5,7 +5,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-
 from ovms_client.adapters import SsdAdapter
 from ovms_client.errors import InferenceError
 from ovms_client.preprocess import Preprocess

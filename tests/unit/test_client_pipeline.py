@@ -13,10 +13,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from ovms_client.api import ModelInfo, TensorInfo
 from ovms_client.app import App, resolve_input
-from ovms_client.errors import ConfigError, ExitCode, InferenceError, ServerUnavailable
+from ovms_client.errors import (
+    ConfigError,
+    ExitCode,
+    InferenceError,
+    InputError,
+    ServerUnavailable,
+)
 from ovms_client.results import JsonLinesWriter, OrderedEmitter
 from ovms_client.settings import load
 
@@ -183,6 +188,23 @@ def test_unreadable_outputs_end_the_run_with_exit_code_5(tmp_path: Path) -> None
     assert caught.value.exit_code == ExitCode.INFERENCE
     summary = read_lines(tmp_path / "out.jsonl")[-1]
     assert summary["exit_code"] == 5 and "cannot read the model outputs" in summary["error"]
+
+
+def test_unusable_inputs_and_outputs_are_reported_before_contacting_the_server(
+        tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.mp4"
+    bogus.write_bytes(b"\x00" * 100)
+    api = ScriptedApi()
+    with pytest.raises(InputError, match="cannot open video file") as caught:
+        App(settings_for(tmp_path, [str(bogus)]), threading.Event(), api).run()
+    assert caught.value.exit_code == ExitCode.INPUT
+    folder = gray_frames(tmp_path / "frames", 1)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the output's directory should be")
+    settings = settings_for(tmp_path, [str(folder)], output=str(blocker / "out.jsonl"))
+    with pytest.raises(ConfigError, match=r"cannot open output file .* \(setting 'output'\)"):
+        App(settings, threading.Event(), api).run()
+    assert api.calls == 0
 
 
 def test_metrics_lines_appear_periodically(tmp_path: Path) -> None:

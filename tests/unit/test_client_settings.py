@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from ovms_client import cli
 from ovms_client.errors import ConfigError, ExitCode
 from ovms_client.labels import load_labels
-from ovms_client.settings import SourceKind, load, parse_env_file
+from ovms_client.settings import FIELDS, SourceKind, env_name, load, parse_env_file
 
 CLIENT = Path(__file__).resolve().parents[2] / "client"
 
@@ -226,3 +225,10 @@ def test_cli_bad_configuration_exits_2_with_the_reason(media: Path,
     profile = write_profile(media, in_flight=100)
     assert cli.main(["--profile", str(profile), "--check"]) == ExitCode.CONFIG
     assert "setting 'in_flight'" in caplog.text
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (CLIENT / "README.md").read_text()
+    for spec in FIELDS:
+        assert f"| `{spec.name}`" in readme, spec.name
+        assert f"`{env_name(spec.name)}`" in readme, spec.name

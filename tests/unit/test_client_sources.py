@@ -9,7 +9,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from ovms_client.errors import InputError
 from ovms_client.settings import InputSpec, SourceKind
 from ovms_client.sources import ImageFolderSource, LiveSource, VideoFileSource, make_source
@@ -97,7 +96,7 @@ class FakeCapture:
         self.value = first_value
         self.released = False
 
-    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+    def isOpened(self) -> bool:
         return self.opened
 
     def read(self) -> tuple[bool, np.ndarray | None]:

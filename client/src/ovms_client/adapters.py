@@ -113,7 +113,7 @@ class SsdAdapter:
         return rows[rows[:, 1] >= self.score_threshold]
 
     def _detection(self, row: np.ndarray, width: int, height: int) -> Detection:
-        class_id = int(round(float(row[0])))
+        class_id = round(float(row[0]))
         x0, y0, x1, y1 = (float(np.clip(v, 0.0, 1.0)) for v in row[2:6])
         return Detection(
             label=label_for(self.labels, class_id),

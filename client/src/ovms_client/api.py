@@ -12,6 +12,21 @@ from typing import Protocol
 
 import grpc
 import numpy as np
+import tritonclient.grpc as triton
+from ovmsclient.tfs_compat.grpc.requests import (
+    make_metadata_request,
+    make_predict_request,
+    make_status_request,
+)
+from ovmsclient.tfs_compat.grpc.responses import (
+    GrpcModelMetadataResponse,
+    GrpcModelStatusResponse,
+)
+from ovmsclient.tfs_compat.grpc.tensors import make_ndarray
+from ovmsclient.tfs_compat.protos.tensorflow_serving.apis import (
+    model_service_pb2_grpc,
+    prediction_service_pb2_grpc,
+)
 
 from ovms_client.errors import InferenceError, ServerUnavailable
 from ovms_client.settings import Settings
@@ -98,9 +113,6 @@ def _fail(code_name: str, details: str, what: str, settings: Settings) -> Except
 
 class KServeApi:
     def __init__(self, settings: Settings) -> None:
-        import tritonclient.grpc as triton
-
-        self._triton = triton
         self.settings = settings
         self.address = settings.server_address
         self._version = str(settings.model_version) if settings.model_version else ""
@@ -123,7 +135,7 @@ class KServeApi:
             return bool(self._client.is_model_ready(
                 self.settings.model_name, self._version,
                 client_timeout=self.settings.request_timeout))
-        except self._triton.InferenceServerException as exc:
+        except triton.InferenceServerException as exc:
             raise self._error(exc, "model readiness check") from None
 
     def model_info(self) -> ModelInfo:
@@ -131,7 +143,7 @@ class KServeApi:
             meta = self._client.get_model_metadata(
                 self.settings.model_name, self._version,
                 client_timeout=self.settings.request_timeout)
-        except self._triton.InferenceServerException as exc:
+        except triton.InferenceServerException as exc:
             raise self._error(exc, "model metadata request") from None
 
         def info(tensors: object) -> tuple[TensorInfo, ...]:
@@ -147,13 +159,13 @@ class KServeApi:
         datatype = _NUMPY_TO_KSERVE.get(tensor.dtype.name)
         if datatype is None:
             raise InferenceError(f"no KServe datatype for input dtype {tensor.dtype.name}")
-        request_input = self._triton.InferInput(input_name, list(tensor.shape), datatype)
+        request_input = triton.InferInput(input_name, list(tensor.shape), datatype)
         request_input.set_data_from_numpy(tensor)
         try:
             result = self._client.infer(
                 self.settings.model_name, [request_input], model_version=self._version,
                 client_timeout=self.settings.request_timeout)
-        except self._triton.InferenceServerException as exc:
+        except triton.InferenceServerException as exc:
             raise self._error(exc, "inference request") from None
         names = [output.name for output in result.get_response().outputs]
         return {name: result.as_numpy(name) for name in names}
@@ -164,11 +176,6 @@ class KServeApi:
 
 class TfsApi:
     def __init__(self, settings: Settings) -> None:
-        from ovmsclient.tfs_compat.protos.tensorflow_serving.apis import (
-            model_service_pb2_grpc,
-            prediction_service_pb2_grpc,
-        )
-
         self.settings = settings
         self.address = settings.server_address
         creds = channel_credentials(settings)
@@ -186,9 +193,6 @@ class TfsApi:
         return _fail(code, str(details), what, self.settings)
 
     def model_ready(self) -> bool:
-        from ovmsclient.tfs_compat.grpc.requests import make_status_request
-        from ovmsclient.tfs_compat.grpc.responses import GrpcModelStatusResponse
-
         request = make_status_request(self.settings.model_name, self.settings.model_version)
         try:
             raw = self._models.GetModelStatus(request.raw_request,
@@ -199,9 +203,6 @@ class TfsApi:
         return any(v.get("state") == "AVAILABLE" for v in versions.values())
 
     def model_info(self) -> ModelInfo:
-        from ovmsclient.tfs_compat.grpc.requests import make_metadata_request
-        from ovmsclient.tfs_compat.grpc.responses import GrpcModelMetadataResponse
-
         request = make_metadata_request(self.settings.model_name, self.settings.model_version)
         try:
             raw = self._predict.GetModelMetadata(request.raw_request,
@@ -220,9 +221,6 @@ class TfsApi:
         return ModelInfo(info(meta["inputs"]), info(meta["outputs"]))
 
     def infer(self, input_name: str, tensor: np.ndarray) -> dict[str, np.ndarray]:
-        from ovmsclient.tfs_compat.grpc.requests import make_predict_request
-        from ovmsclient.tfs_compat.grpc.tensors import make_ndarray
-
         request = make_predict_request({input_name: tensor}, self.settings.model_name,
                                        self.settings.model_version)
         try:

@@ -80,11 +80,11 @@ class App:
         try:
             for spec in settings.inputs:
                 sources.append(make_source(spec, settings.loop, self.stop))
+            writer = JsonLinesWriter(settings.output)
         except ClientError:
             for source in sources:
                 source.close()
             raise
-        writer = JsonLinesWriter(settings.output)
         link = ServerLink(self._api or make_api(settings), settings.model_name, self.stop)
         metrics = Metrics([spec.stream_id for spec in settings.inputs])
         failure = Failure(self.stop)

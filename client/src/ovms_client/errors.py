@@ -47,5 +47,5 @@ class InferenceError(ClientError):
     exit_code = ExitCode.INFERENCE
 
 
-class ServerUnavailable(Exception):  # noqa: N818 - a condition, not a failure of the client
+class ServerUnavailable(Exception):
     """The server cannot answer right now (down, restarting, model reloading): retry later."""

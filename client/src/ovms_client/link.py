@@ -71,8 +71,8 @@ class ServerLink:
             if remaining <= 0:
                 raise ServerNotReadyError(
                     f"model '{self.model_name}' on {self.api.address} was not ready within "
-                    f"ready_timeout={timeout:g} s; last answer: {last}. Check that the server "
-                    f"runs, the address/port and TLS settings, and the model's status."
+                    f"ready_timeout={timeout:g} s; last answer: {last.rstrip('.')}. Check that "
+                    f"the server runs, the address/port and TLS settings, and the model's status."
                 )
             if not logged:
                 log.info("waiting up to %g s for model '%s' on %s: %s", timeout,
@@ -139,5 +139,5 @@ class ServerLink:
         self.api.close()
 
 
-class StopRequested(Exception):  # noqa: N818 - control flow, not a failure
+class StopRequested(Exception):
     """Stop was requested while a request was waiting for the server."""

@@ -106,11 +106,6 @@ class StreamRunner:
     def alive(self) -> bool:
         return any(thread.is_alive() for thread in self._threads)
 
-    def join(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-
     def _guard(self, target: Any) -> None:
         try:
             target()

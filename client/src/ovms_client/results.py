@@ -13,6 +13,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from ovms_client.errors import ConfigError
+
 # Percentiles in the summary cover at most this many recent frames per stream.
 SUMMARY_SAMPLES = 100_000
 
@@ -22,24 +24,33 @@ class JsonLinesWriter:
 
     def __init__(self, output: str) -> None:
         self._lock = threading.Lock()
+        self._closed = False
         if output == "-":
             self._file: IO[str] = sys.stdout
             self._owned = False
-        else:
-            path = Path(output)
+            return
+        path = Path(output)
+        try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # Append: a restarted container must not erase what the previous run wrote.
             self._file = path.open("a", encoding="utf-8")
-            self._owned = True
+        except OSError as exc:
+            raise ConfigError(f"cannot open output file {path} (setting 'output'): "
+                              f"{exc.strerror}") from None
+        self._owned = True
 
     def write(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, separators=(",", ":")) + "\n"
         with self._lock:
+            # A request that outlived the stop grace period may finish after the summary.
+            if self._closed:
+                return
             self._file.write(line)
             self._file.flush()
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._file.flush()
             if self._owned:
                 self._file.close()
@@ -61,8 +72,6 @@ class StreamStats:
     window_latency: list[float] = field(default_factory=list)
     window_e2e: list[float] = field(default_factory=list)
     latency: deque[float] = field(default_factory=lambda: deque(maxlen=SUMMARY_SAMPLES))
-    first_at: float | None = None
-    last_at: float | None = None
 
 
 class Metrics:
@@ -75,7 +84,6 @@ class Metrics:
         self._window_start = self.started
 
     def frame_done(self, stream_id: str, latency_s: float, e2e_s: float) -> None:
-        now = time.monotonic()
         with self._lock:
             stats = self._streams[stream_id]
             stats.frames += 1
@@ -83,9 +91,6 @@ class Metrics:
             stats.window_latency.append(latency_s)
             stats.window_e2e.append(e2e_s)
             stats.latency.append(latency_s)
-            if stats.first_at is None:
-                stats.first_at = now
-            stats.last_at = now
 
     def frame_dropped(self, stream_id: str) -> None:
         with self._lock:
@@ -127,10 +132,9 @@ class Metrics:
             streams = {}
             total = 0
             for sid, stats in self._streams.items():
-                span = elapsed
                 streams[sid] = {
                     "frames": stats.frames,
-                    "fps": round(stats.frames / span, 2),
+                    "fps": round(stats.frames / elapsed, 2),
                     "latency_ms": _percentiles(stats.latency),
                     "dropped": stats.dropped,
                 }

@@ -155,7 +155,9 @@ def _int_in(low: int, high: int | None) -> Callable[[Any, Path], int]:
     return parse
 
 
-def _float_in(low: float, high: float | None, low_open: bool = False) -> Callable[[Any, Path], float]:
+def _float_in(
+    low: float, high: float | None, low_open: bool = False
+) -> Callable[[Any, Path], float]:
     def parse(raw: Any, _base: Path) -> float:
         if isinstance(raw, bool):
             raise ValueError("expected a number")
@@ -330,7 +332,8 @@ FIELDS: tuple[FieldSpec, ...] = (
               "to be ready"),
     FieldSpec("request_timeout", _float_in(0.0, None, low_open=True), "seconds per request"),
     FieldSpec("in_flight", _int_in(1, 64), "requests in flight per stream"),
-    FieldSpec("max_frames", _int_in(0, None), "stop each stream after this many frames; 0 = no limit"),
+    FieldSpec("max_frames", _int_in(0, None),
+              "stop each stream after this many frames; 0 = no limit"),
     FieldSpec("log_level", _choice("DEBUG", "INFO", "WARNING", "ERROR", upper=True),
               "log level of the human-readable log on stderr"),
 )

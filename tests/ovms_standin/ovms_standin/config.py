@@ -35,9 +35,7 @@ _POLICIES = {
         "type": "object",
         "additionalProperties": False,
         "required": ["versions"],
-        "properties": {
-            "versions": {"type": "array", "items": {"type": "integer", "minimum": 1}}
-        },
+        "properties": {"versions": {"type": "array", "items": {"type": "integer", "minimum": 1}}},
     },
 }
 _MODEL_KEYS: dict[str, Any] = {
@@ -318,8 +316,7 @@ def parse_document(text: str, config_dir: pathlib.Path) -> tuple[ServerConfig, l
             problems.append(f"Parsing model: {entry['name']} config failed: {error}")
     metrics = document.get("monitoring", {}).get("metrics", {})
     ignored = tuple(
-        key for key in document if key not in ("model_config_list", "monitoring")
-        and document[key]
+        key for key in document if key not in ("model_config_list", "monitoring") and document[key]
     )
     config = ServerConfig(
         models=tuple(models),

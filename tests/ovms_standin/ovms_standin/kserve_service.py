@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
 
 import grpc
 import numpy as np
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from . import logs
 from .manager import WAIT_FOR_LOADED_S, ModelManager
 from .model import ModelVersion, State
-from .status import Code, OvmsError
+from .status import Code, OvmsError, grpc_call
 from .tensors import KSERVE_CONTENTS_FIELD, TensorInfo
 from .validation import content_size_error, validate, value_count_error
 
 API = "KServe"
 PLATFORM = "OpenVINO"
 SERVER_NAME = "OpenVINO Model Server"
-Response = TypeVar("Response")
 
 
 class KserveTensor:
@@ -128,7 +125,9 @@ def metadata(
     try:
         with version.guard(0):
             model = manager.get_model(name)
-            ready = [str(v.version) for v in model.snapshot().values() if v.state == State.AVAILABLE]
+            ready = [
+                str(v.version) for v in model.snapshot().values() if v.state == State.AVAILABLE
+            ]
             response = service_pb2.ModelMetadataResponse(
                 name=version.name,
                 versions=sorted(ready, key=int),
@@ -149,42 +148,46 @@ def model_ready(manager: ModelManager, name: str, version_text: str, interface: 
     return ready
 
 
-def _call(context: grpc.ServicerContext, handler: Callable[[], Response]) -> Response:
-    try:
-        return handler()
-    except OvmsError as error:
-        logs.serving.debug("gRPC request failed: %s", error.text)
-        context.abort(error.code.grpc_code, error.text)
-        raise AssertionError("unreachable: abort raises") from None
-
-
+# Method names are gRPC's; the base class defines them.
 class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
     def __init__(self, manager: ModelManager, is_ready: Callable[[], bool], version: str) -> None:
         self.manager = manager
         self.is_ready = is_ready
         self.version = version
 
-    def ServerLive(self, request, context):  # noqa: N802, ANN001, ANN201 - gRPC's names
+    def ServerLive(
+        self, request: service_pb2.ServerLiveRequest, context: grpc.ServicerContext
+    ) -> service_pb2.ServerLiveResponse:
         return service_pb2.ServerLiveResponse(live=True)
 
-    def ServerReady(self, request, context):  # noqa: N802, ANN001, ANN201
+    def ServerReady(
+        self, request: service_pb2.ServerReadyRequest, context: grpc.ServicerContext
+    ) -> service_pb2.ServerReadyResponse:
         return service_pb2.ServerReadyResponse(ready=self.is_ready())
 
-    def ServerMetadata(self, request, context):  # noqa: N802, ANN001, ANN201
+    def ServerMetadata(
+        self, request: service_pb2.ServerMetadataRequest, context: grpc.ServicerContext
+    ) -> service_pb2.ServerMetadataResponse:
         return service_pb2.ServerMetadataResponse(name=SERVER_NAME, version=self.version)
 
-    def ModelReady(self, request, context):  # noqa: N802, ANN001, ANN201
-        return _call(
+    def ModelReady(
+        self, request: service_pb2.ModelReadyRequest, context: grpc.ServicerContext
+    ) -> service_pb2.ModelReadyResponse:
+        return grpc_call(
             context,
             lambda: service_pb2.ModelReadyResponse(
                 ready=model_ready(self.manager, request.name, request.version, "gRPC")
             ),
         )
 
-    def ModelMetadata(self, request, context):  # noqa: N802, ANN001, ANN201
-        return _call(
+    def ModelMetadata(
+        self, request: service_pb2.ModelMetadataRequest, context: grpc.ServicerContext
+    ) -> service_pb2.ModelMetadataResponse:
+        return grpc_call(
             context, lambda: metadata(self.manager, request.name, request.version, "gRPC")
         )
 
-    def ModelInfer(self, request, context):  # noqa: N802, ANN001, ANN201
-        return _call(context, lambda: infer(self.manager, request, "gRPC"))
+    def ModelInfer(
+        self, request: service_pb2.ModelInferRequest, context: grpc.ServicerContext
+    ) -> service_pb2.ModelInferResponse:
+        return grpc_call(context, lambda: infer(self.manager, request, "gRPC"))

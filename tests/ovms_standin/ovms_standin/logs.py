@@ -33,7 +33,8 @@ class _SpdlogFormatter(logging.Formatter):
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
         millis = int(record.msecs)
         level = _NAMES.get(record.levelno, record.levelname.lower())
-        thread = threading.get_native_id() if record.thread is None else record.thread % 100000
+        # Handlers run in the logging thread, so this is the OS id of the thread that logged.
+        thread = threading.get_native_id()
         line = (
             f"[{stamp}.{millis:03d}][{thread}][{record.name}][{level}]"
             f"[{record.filename}:{record.lineno}] {record.getMessage()}"
@@ -46,10 +47,7 @@ class _SpdlogFormatter(logging.Formatter):
 def setup(level_name: str, log_path: str | None) -> None:
     logging.addLevelName(TRACE, "TRACE")
     handler: logging.Handler
-    if log_path:
-        handler = logging.FileHandler(log_path)
-    else:
-        handler = logging.StreamHandler(sys.stdout)
+    handler = logging.FileHandler(log_path) if log_path else logging.StreamHandler(sys.stdout)
     handler.setFormatter(_SpdlogFormatter())
     for logger in (serving, modelmanager):
         logger.handlers[:] = [handler]

@@ -48,6 +48,7 @@ class ModelManager:
         self._models_lock = threading.Lock()
         self._apply_lock = threading.Lock()
         self._md5: str | None = None
+        self._last_load_failed = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.current: ServerConfig | None = None
@@ -71,10 +72,7 @@ class ModelManager:
     def get_version(self, name: str, version: int) -> ModelVersion:
         """The version a request asked for (0: default), or the OVMS error for it."""
         model = self.get_model(name)
-        if version:
-            found = model.snapshot().get(version)
-        else:
-            found = model.default_version()
+        found = model.snapshot().get(version) if version else model.default_version()
         if found is None:
             raise OvmsError(Code.MODEL_VERSION_MISSING)
         return found
@@ -111,6 +109,7 @@ class ModelManager:
                     "Config section %s is not supported by the OVMS stand-in; ignored", section
                 )
             self._md5 = config.md5
+            self._last_load_failed = False
             self.current = config
             wanted = {m.name: m for m in config.models}
             for model in self.models():
@@ -173,16 +172,25 @@ class ModelManager:
             logs.modelmanager.info("Will unload model: %s; version: %d ...", model.name, number)
             instance.unload()
 
-    def config_changed(self) -> bool:
+    def _file_md5(self) -> str | None:
         assert self.config_path is not None
         try:
-            text = self.config_path.read_bytes()
+            return hashlib.md5(self.config_path.read_bytes()).hexdigest()
         except OSError:
-            return False
-        return hashlib.md5(text).hexdigest() != self._md5
+            return None
+
+    def config_changed(self) -> bool:
+        md5 = self._file_md5()
+        return md5 is not None and md5 != self._md5
+
+    def _rescan(self) -> None:
+        with self._apply_lock:
+            for model in self.models():
+                if model.config is not None:
+                    self._sync_versions(model, reload=False)
 
     def poll_once(self) -> None:
-        """One watcher pass: re-read a changed config, then rescan version directories."""
+        """One watcher pass: apply a changed config, or else rescan version directories."""
         if self.config_path is not None and self.config_changed():
             try:
                 config, problems = self.read_config()
@@ -192,26 +200,25 @@ class ModelManager:
                     "Loading new configuration from %s failed; keeping the current one",
                     self.config_path,
                 )
-                self._md5 = hashlib.md5(self.config_path.read_bytes()).hexdigest()
+                # Remember the rejected content so it is reported once, not on every pass.
+                self._md5 = self._file_md5()
+                self._last_load_failed = True
             else:
                 logs.modelmanager.info("Configuration file %s changed; reloading", self.config_path)
                 self.apply(config, problems)
                 return
-        with self._apply_lock:
-            for model in self.models():
-                if model.config is not None:
-                    self._sync_versions(model, reload=False)
+        self._rescan()
 
     def reload_now(self) -> bool:
-        """What POST /v1/config/reload does: apply a changed config now; True if it was."""
-        if self.config_path is not None and self.config_changed():
+        """POST /v1/config/reload: apply a changed or so far rejected config now.
+
+        Returns whether a config was applied; a config that is still broken raises ConfigError.
+        """
+        if self.config_path is not None and (self._last_load_failed or self.config_changed()):
             config, problems = self.read_config()
             self.apply(config, problems)
             return True
-        with self._apply_lock:
-            for model in self.models():
-                if model.config is not None:
-                    self._sync_versions(model, reload=False)
+        self._rescan()
         return False
 
     def start_watcher(self, interval_s: int) -> None:
@@ -227,7 +234,7 @@ class ModelManager:
         while not self._stop.wait(interval_s):
             try:
                 self.poll_once()
-            except Exception:  # noqa: BLE001 - the watcher must survive to keep serving
+            except Exception:  # the watcher has to survive anything to keep serving
                 logs.modelmanager.exception("Config watcher pass failed")
 
     def stop(self) -> None:

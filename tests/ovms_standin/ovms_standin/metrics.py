@@ -8,9 +8,39 @@ from collections.abc import Iterable
 
 # Bucket bounds OVMS uses for its *_time_us histograms.
 BUCKETS_US = (
-    10, 18, 32, 58, 104, 188, 340, 612, 1101, 1983, 3570, 6426, 11568, 20822, 37481, 67466,
-    121439, 218591, 393464, 708235, 1274823, 2294682, 4130428, 7434771, 13382588, 24088659,
-    43359586, 78047255, 140485060, 252873108, 455171596, 819308872, 1474755971,
+    10,
+    18,
+    32,
+    58,
+    104,
+    188,
+    340,
+    612,
+    1101,
+    1983,
+    3570,
+    6426,
+    11568,
+    20822,
+    37481,
+    67466,
+    121439,
+    218591,
+    393464,
+    708235,
+    1274823,
+    2294682,
+    4130428,
+    7434771,
+    13382588,
+    24088659,
+    43359586,
+    78047255,
+    140485060,
+    252873108,
+    455171596,
+    819308872,
+    1474755971,
 )
 
 REQUESTS_SUCCESS = "ovms_requests_success"
@@ -145,8 +175,8 @@ def _histogram_lines(family: str, labels: Labels, hist: _Histogram) -> list[str]
         f"{family}_sum{_labels(labels)} {_number(hist.total)}",
     ]
     for bound, count in zip(BUCKETS_US, hist.counts, strict=True):
-        lines.append(f"{family}_bucket{_labels(labels + (('le', str(bound)),))} {count}")
-    lines.append(f"{family}_bucket{_labels(labels + (('le', '+Inf'),))} {hist.count}")
+        lines.append(f"{family}_bucket{_labels((*labels, ('le', str(bound))))} {count}")
+    lines.append(f"{family}_bucket{_labels((*labels, ('le', '+Inf')))} {hist.count}")
     return lines
 
 
@@ -186,7 +216,7 @@ class Reporter:
                 self.registry.touch(REQUESTS_SUCCESS, labels)
                 self.registry.touch(REQUESTS_FAIL, labels)
         for interface in ("gRPC", "REST"):
-            labels = (("interface", interface),) + self._version_labels()
+            labels = (("interface", interface), *self._version_labels())
             self.registry.touch(REQUEST_TIME, labels)
         version_labels = self._version_labels()
         self.registry.touch(INFERENCE_TIME, version_labels)
@@ -202,7 +232,7 @@ class Reporter:
         self.registry.add(family, self._method_labels(api, interface, method, versioned))
 
     def request_time(self, interface: str, micros: float) -> None:
-        labels = (("interface", interface),) + self._version_labels()
+        labels = (("interface", interface), *self._version_labels())
         self.registry.observe(REQUEST_TIME, labels, micros)
 
     def inference_time(self, micros: float) -> None:

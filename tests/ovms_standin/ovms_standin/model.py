@@ -58,7 +58,6 @@ class ModelVersion:
         self.version = version
         self.config = config
         self._core = core
-        self._registry = registry
         self._cond = threading.Condition()
         self._inflight = 0
         self._compiled: _Compiled | None = None
@@ -81,7 +80,7 @@ class ModelVersion:
 
     def _log_status(self) -> None:
         logs.serving.info(
-            'STATUS CHANGE: Version %d of model %s status change. New status: '
+            "STATUS CHANGE: Version %d of model %s status change. New status: "
             '( "state": "%s", "error_code": "%s" )',
             self.version,
             self.name,
@@ -103,7 +102,7 @@ class ModelVersion:
         self._set_state(State.LOADING)
         try:
             compiled = self._build()
-        except Exception as error:  # noqa: BLE001 - any load failure is reported, not raised
+        except Exception as error:  # any load failure ends in LOADING/UNKNOWN, as in OVMS
             logs.modelmanager.error(
                 "Error occurred while loading model: %s; version: %d; error: %s",
                 self.name,
@@ -139,7 +138,7 @@ class ModelVersion:
         )
         nireq = self.config.nireq or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         pool: queue.Queue[ov.InferRequest] = queue.Queue()
-        for _ in range(nireq):
+        for _slot in range(nireq):
             pool.put(compiled.create_infer_request())
         # Names come from the model as read, as OVMS takes them: compiling can add aliases.
         inputs = {info.name: info for info in (describe(p) for p in model.inputs)}
@@ -198,7 +197,9 @@ class ModelVersion:
                 started = time.perf_counter()
                 results = request.infer(dict(inputs))
                 self.reporter.inference_time((time.perf_counter() - started) * 1e6)
-                return {name: np.asarray(results[port]) for name, port in compiled.output_ports.items()}
+                return {
+                    name: np.asarray(results[port]) for name, port in compiled.output_ports.items()
+                }
             except RuntimeError as error:
                 raise OvmsError(Code.OV_INTERNAL_INFERENCE_ERROR, str(error).strip()) from None
             finally:
@@ -222,13 +223,15 @@ def _target(model: ov.Model, name: str) -> str:
             raise ValueError(f"Shape or layout from config not found in model: input '{name}'")
         return name
     if len(model.inputs) != 1:
-        raise ValueError("Anonymous fixed shape or layout is invalid for models with multiple inputs")
+        raise ValueError(
+            "Anonymous fixed shape or layout is invalid for models with multiple inputs"
+        )
     return model.inputs[0].get_any_name()
 
 
 def _partial_shape(spec: ShapeSpec, current: ov.PartialShape) -> ov.PartialShape:
     if spec.auto:
-        return ov.PartialShape([ov.Dimension() for _ in range(len(current))])
+        return ov.PartialShape([ov.Dimension()] * len(current))
     dims = []
     for dim in spec.dims:
         if dim.dynamic:
@@ -248,8 +251,10 @@ def _apply_shapes(model: ov.Model, config: ModelConfig) -> None:
             dims = list(port.get_partial_shape())
             if not dims:
                 continue
-            batch = ov.Dimension() if config.batch_size == "auto" else ov.Dimension(
-                int(config.batch_size)
+            batch = (
+                ov.Dimension()
+                if config.batch_size == "auto"
+                else ov.Dimension(int(config.batch_size))
             )
             shapes[port.get_any_name()] = ov.PartialShape([batch, *dims[1:]])
     if shapes:
@@ -262,7 +267,7 @@ def _apply_layouts(model: ov.Model, layouts: Mapping[str, str]) -> ov.Model:
     ppp = ov.preprocess.PrePostProcessor(model)
     for name, text in layouts.items():
         target = _target(model, name)
-        tensor_layout, _, model_layout = text.partition(":")
+        tensor_layout, _sep, model_layout = text.partition(":")
         step = ppp.input(target)
         if model_layout:
             step.tensor().set_layout(ov.Layout(tensor_layout))

@@ -59,7 +59,10 @@ def error_code_name(value: int) -> str:
 def metadata_json(response: get_model_metadata_pb2.GetModelMetadataResponse) -> dict[str, Any]:
     signature_map = get_model_metadata_pb2.SignatureDefMap()
     signature_map.ParseFromString(response.metadata["signature_def"].value)
-    packed = {"@type": tfs_service.SIGNATURE_DEF_MAP_URL, **json_format.MessageToDict(signature_map)}
+    packed = {
+        "@type": tfs_service.SIGNATURE_DEF_MAP_URL,
+        **json_format.MessageToDict(signature_map),
+    }
     return {
         "modelSpec": json_format.MessageToDict(response.model_spec),
         "metadata": {"signature_def": packed},
@@ -185,9 +188,9 @@ def _handler_class(api: RestApi) -> type[BaseHTTPRequestHandler]:
             if self.command != "HEAD":
                 self.wfile.write(data)
 
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve  # noqa: N815
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             logs.serving.debug("REST %s", format % args)
 
     return Handler
@@ -197,9 +200,7 @@ class RestServer:
     def __init__(self, api: RestApi, address: str, port: int) -> None:
         self._httpd = ThreadingHTTPServer((address, port), _handler_class(api))
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="rest", daemon=True
-        )
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="rest", daemon=True)
 
     @property
     def port(self) -> int:

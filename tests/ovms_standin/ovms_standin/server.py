@@ -10,11 +10,11 @@ from concurrent import futures
 
 import grpc
 import openvino as ov
-from tritonclient.grpc import service_pb2_grpc
 from ovmsclient.tfs_compat.protos.tensorflow_serving.apis import (
     model_service_pb2_grpc,
     prediction_service_pb2_grpc,
 )
+from tritonclient.grpc import service_pb2_grpc
 
 from . import __version__, logs
 from .cli import ServerSettings

@@ -6,9 +6,13 @@ Texts and mappings follow OVMS's src/status.cpp, src/grpc_utils.cpp and its REST
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from http import HTTPStatus
+from typing import TypeVar
 
 import grpc
+
+from . import logs
 
 
 class Code(enum.Enum):
@@ -80,7 +84,11 @@ class Code(enum.Enum):
         grpc.StatusCode.INVALID_ARGUMENT,
         HTTPStatus.BAD_REQUEST,
     )
-    INVALID_SHAPE = ("Invalid input shape", grpc.StatusCode.INVALID_ARGUMENT, HTTPStatus.BAD_REQUEST)
+    INVALID_SHAPE = (
+        "Invalid input shape",
+        grpc.StatusCode.INVALID_ARGUMENT,
+        HTTPStatus.BAD_REQUEST,
+    )
     INVALID_PRECISION = (
         "Invalid input precision",
         grpc.StatusCode.INVALID_ARGUMENT,
@@ -164,3 +172,16 @@ class OvmsError(Exception):
     @property
     def text(self) -> str:
         return str(self)
+
+
+Response = TypeVar("Response")
+
+
+def grpc_call(context: grpc.ServicerContext, handler: Callable[[], Response]) -> Response:
+    """Run a gRPC handler; an OvmsError becomes the status code and text OVMS would send."""
+    try:
+        return handler()
+    except OvmsError as error:
+        logs.serving.debug("gRPC request failed: %s", error.text)
+        context.abort(error.code.grpc_code, error.text)
+        raise AssertionError("unreachable: abort raises") from None

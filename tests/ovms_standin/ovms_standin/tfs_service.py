@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import TypeVar
 
 import grpc
 import numpy as np
@@ -23,10 +21,9 @@ from ovmsclient.tfs_compat.protos.tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from . import logs
 from .manager import WAIT_FOR_LOADED_S, Model, ModelManager
 from .model import ModelVersion
-from .status import Code, OvmsError
+from .status import Code, OvmsError, grpc_call
 from .tensors import TensorInfo, tfs_type_name
 from .validation import content_size_error, validate, value_count_error
 
@@ -34,7 +31,6 @@ API = "TensorFlowServing"
 SIGNATURE = "serving_default"
 # OVMS packs the map under TensorFlow Serving's type name; ovmsclient renamed its copy.
 SIGNATURE_DEF_MAP_URL = "type.googleapis.com/tensorflow.serving.SignatureDefMap"
-Response = TypeVar("Response")
 
 
 class TfsTensor:
@@ -124,11 +120,6 @@ def report_status(model: Model, interface: str, method: str, api: str) -> None:
         versions[max(versions)].reporter.request(api, interface, method, True)
 
 
-def _abort(context: grpc.ServicerContext, error: OvmsError) -> None:
-    logs.serving.debug("gRPC request failed: %s", error.text)
-    context.abort(error.code.grpc_code, error.text)
-
-
 def predict(
     manager: ModelManager, request: predict_pb2.PredictRequest, interface: str
 ) -> predict_pb2.PredictResponse:
@@ -176,41 +167,41 @@ def get_metadata(
         version.reporter.request(API, interface, "GetModelMetadata", ok)
 
 
-def _call(
-    context: grpc.ServicerContext, handler: Callable[[], Response]
-) -> Response:
-    try:
-        return handler()
-    except OvmsError as error:
-        _abort(context, error)
-        raise AssertionError("unreachable: abort raises") from None
-
-
+# Method names are gRPC's; the base classes define them.
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, manager: ModelManager) -> None:
         self.manager = manager
 
-    def Predict(self, request, context):  # noqa: N802, ANN001, ANN201 - gRPC's names
-        return _call(context, lambda: predict(self.manager, request, "gRPC"))
+    def Predict(
+        self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext
+    ) -> predict_pb2.PredictResponse:
+        return grpc_call(context, lambda: predict(self.manager, request, "gRPC"))
 
-    def GetModelMetadata(self, request, context):  # noqa: N802, ANN001, ANN201
-        return _call(context, lambda: get_metadata(self.manager, request, "gRPC"))
+    def GetModelMetadata(
+        self,
+        request: get_model_metadata_pb2.GetModelMetadataRequest,
+        context: grpc.ServicerContext,
+    ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        return grpc_call(context, lambda: get_metadata(self.manager, request, "gRPC"))
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     def __init__(self, manager: ModelManager) -> None:
         self.manager = manager
 
-    def GetModelStatus(self, request, context):  # noqa: N802, ANN001, ANN201
+    def GetModelStatus(
+        self, request: get_model_status_pb2.GetModelStatusRequest, context: grpc.ServicerContext
+    ) -> get_model_status_pb2.GetModelStatusResponse:
         def handle() -> get_model_status_pb2.GetModelStatusResponse:
             model = self.manager.get_model(request.model_spec.name)
-            version = request.model_spec.version.value
-            response = status_response(model, version)
+            response = status_response(model, request.model_spec.version.value)
             report_status(model, "gRPC", "GetModelStatus", API)
             return response
 
-        return _call(context, handle)
+        return grpc_call(context, handle)
 
-    def HandleReloadConfigRequest(self, request, context):  # noqa: N802, ANN001, ANN201
+    def HandleReloadConfigRequest(
+        self, request: model_management_pb2.ReloadConfigRequest, context: grpc.ServicerContext
+    ) -> model_management_pb2.ReloadConfigResponse:
         # OVMS answers OK: it reloads on its own.
         return model_management_pb2.ReloadConfigResponse()

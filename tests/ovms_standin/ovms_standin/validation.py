@@ -109,9 +109,7 @@ def content_size_error(info: TensorInfo, shape: Sequence[int], actual: int, name
         )
 
 
-def value_count_error(
-    shape: Sequence[int], actual: int, name: str, unit: str = " values"
-) -> None:
+def value_count_error(shape: Sequence[int], actual: int, name: str, unit: str = " values") -> None:
     expected = math.prod(shape)
     if expected != actual:
         raise OvmsError(

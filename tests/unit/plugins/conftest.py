@@ -3,10 +3,15 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from grpc_fakes import ScriptedServer, TlsFiles, Version, make_tls_files, start_server
+from ansible_collections.edge_retail.ovms.tests.unit.plugins.grpc_fakes import (
+    ScriptedServer,
+    TlsFiles,
+    Version,
+    make_tls_files,
+    start_server,
+)
 
 
 def _models() -> dict[str, dict[int, Version]]:
@@ -43,8 +48,3 @@ def closed_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-@pytest.fixture
-def repo_root() -> Path:
-    return Path(__file__).resolve().parents[3]

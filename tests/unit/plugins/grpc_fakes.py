@@ -134,7 +134,8 @@ class TlsFiles:
 
 
 def make_tls_files(directory: Path, server_name: str = "ovms.test") -> TlsFiles:
-    """A CA, a server certificate for ``server_name``, a client certificate, another CA."""
+    """A CA, a server certificate for ``server_name`` and localhost, a client certificate,
+    another CA."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -148,7 +149,7 @@ def make_tls_files(directory: Path, server_name: str = "ovms.test") -> TlsFiles:
                                            serialization.NoEncryption()))
 
     def certificate(subject: str, key, issuer_name: str, issuer_key, *, ca: bool,
-                    dns: str | None = None, usage=None):
+                    dns: tuple[str, ...] = (), usage=None):
         builder = (x509.CertificateBuilder()
                    .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
                    .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_name)]))
@@ -158,8 +159,8 @@ def make_tls_files(directory: Path, server_name: str = "ovms.test") -> TlsFiles:
                    .not_valid_after(now + datetime.timedelta(days=1))
                    .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
         if dns:
-            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(dns)]),
-                                            critical=False)
+            names = [x509.DNSName(name) for name in dns]
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         if usage:
             builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         return builder.sign(issuer_key, hashes.SHA256())
@@ -176,8 +177,9 @@ def make_tls_files(directory: Path, server_name: str = "ovms.test") -> TlsFiles:
                paths["other-ca.crt"])
     server_key = ec.generate_private_key(ec.SECP256R1())
     write_key(server_key, paths["server.key"])
-    write_cert(certificate(server_name, server_key, "test CA", ca_key, ca=False, dns=server_name,
-                           usage=ExtendedKeyUsageOID.SERVER_AUTH), paths["server.crt"])
+    write_cert(certificate(server_name, server_key, "test CA", ca_key, ca=False,
+                           dns=(server_name, "localhost"), usage=ExtendedKeyUsageOID.SERVER_AUTH),
+               paths["server.crt"])
     client_key = ec.generate_private_key(ec.SECP256R1())
     write_key(client_key, paths["client.key"])
     write_cert(certificate("store client", client_key, "test CA", ca_key, ca=False,

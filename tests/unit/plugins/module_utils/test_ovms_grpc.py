@@ -16,7 +16,7 @@ from ansible_collections.edge_retail.ovms.plugins.module_utils.ovms_status impor
     VersionStatus,
     query_once,
 )
-from grpc_fakes import (
+from ansible_collections.edge_retail.ovms.tests.unit.plugins.grpc_fakes import (
     NAME_MISSING,
     VERSION_MISSING,
     ScriptedServer,
@@ -120,6 +120,12 @@ class TestMutualTls:
             self, api: str, tls_server: ScriptedServer, tls_files: TlsFiles) -> None:
         (status,) = ask(api, tls_server.port, [ModelRequest("person-detection")],
                         self.options(tls_files))
+        assert status.available
+
+    def test_a_host_name_in_the_certificate_needs_no_server_name(
+            self, api: str, tls_server: ScriptedServer, tls_files: TlsFiles) -> None:
+        (status,) = ask(api, tls_server.port, [ModelRequest("person-detection")],
+                        self.options(tls_files, server_name=None), host="localhost")
         assert status.available
 
     def test_the_certificate_name_must_match(

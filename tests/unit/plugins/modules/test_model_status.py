@@ -11,7 +11,12 @@ from typing import Any
 import pytest
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.edge_retail.ovms.plugins.modules import model_status
-from grpc_fakes import NAME_MISSING, ScriptedServer, TlsFiles, Version
+from ansible_collections.edge_retail.ovms.tests.unit.plugins.grpc_fakes import (
+    NAME_MISSING,
+    ScriptedServer,
+    TlsFiles,
+    Version,
+)
 
 
 def run(capsys: pytest.CaptureFixture[str], **args: Any) -> dict[str, Any]:
@@ -132,11 +137,13 @@ def test_missing_client_library_says_what_to_install(
     args = tmp_path / "args.json"
     args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {
         "host": "127.0.0.1", "port": closed_port, "api": api, "models": ["m"]}}))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(_collections_dir())]))
+    # Keep the caller's PYTHONPATH: ansible-test puts ansible itself there.
+    path = [str(tmp_path), str(_collections_dir()), os.environ.get("PYTHONPATH", "")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, path)))
     done = subprocess.run(
         [sys.executable, "-m", "ansible_collections.edge_retail.ovms.plugins.modules.model_status",
          str(args)], env=env, capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 1, done.stderr
+    assert done.returncode == 1 and done.stdout, done.stderr
     result = json.loads(done.stdout)
     assert result["msg"].startswith(
         f"Failed to import the required Python library ({package}) on ")

@@ -1,12 +1,30 @@
 #!/usr/bin/env bash
-# The main job: deploy the single-system store on this machine. Until the roles land (issue 3),
-# the demo stops after the images and the model repository are built.
+# The main job: deploy the single-system store on this machine with playbooks/site.yml and
+# inventories/local, then print a few detections and the client's FPS.
 set -euo pipefail
 : "${CACHE_DIR:?run through make demo}"
-if [ -f playbooks/site.yml ] && [ -d inventories/local ]; then
-  exec ansible-playbook -i inventories/local playbooks/site.yml
-fi
-echo "demo: images and the model repository are ready:"
-python3 -c 'import json,sys; [print("  image", v["name"]) for v in json.load(open(sys.argv[1])).values()]' \
-  "$CACHE_DIR/images/index.json"
-find "$CACHE_DIR/models/repo" -mindepth 2 -maxdepth 2 -type d | sed 's/^/  model /'
+
+results=/opt/ovms-client/ovms-client/results/detections.jsonl
+ansible-playbook -i inventories/local playbooks/site.yml
+
+echo "demo: waiting for the client's first metrics line in $results"
+for _ in $(seq 1 60); do
+  if [ -f "$results" ] && grep -q '"type": *"metrics"' "$results"; then
+    break
+  fi
+  sleep 1
+done
+python3 - "$results" <<'PY'
+import json
+import sys
+
+lines = [json.loads(line) for line in open(sys.argv[1], encoding="utf-8") if line.strip()]
+frames = [rec for rec in lines if rec.get("type") == "detections" and rec.get("detections")]
+for rec in frames[-5:]:
+    dets = ", ".join(f"{d['label']} {d['score']:.2f} at {d['box']}" for d in rec["detections"])
+    print(f"demo: frame {rec['frame']} of {rec['stream']}: {dets}")
+metrics = [rec for rec in lines if rec.get("type") == "metrics"]
+if not frames or not metrics:
+    sys.exit(f"demo: no detections or metrics in {sys.argv[1]} yet")
+print(f"demo: client throughput {metrics[-1]['fps']} frames/s ({len(lines)} result lines so far)")
+PY

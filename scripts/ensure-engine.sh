@@ -11,6 +11,8 @@ command -v dockerd >/dev/null 2>&1 || apt_packages+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || apt_packages+=(debootstrap)
 # Real photos for test media come from Debian's darknet package.
 [ -f /usr/share/darknet/data/person.jpg ] || apt_packages+=(darknet)
+# TLS tests make their certificates with the openssl command.
+command -v openssl >/dev/null 2>&1 || apt_packages+=(openssl)
 
 if [ "${#apt_packages[@]}" -gt 0 ]; then
   echo "ensure-engine: installing ${apt_packages[*]} with apt-get"

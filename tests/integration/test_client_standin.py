@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import ssl
@@ -34,9 +35,21 @@ BOX_TOLERANCE_PX = 2.0
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free port below Linux's ephemeral range (32768-60999).
+
+    Servers here are restarted on the same port; while one is down, a port from the ephemeral
+    range can be handed to any outgoing connection on the machine and the restart would fail.
+    """
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    pytest.fail("no free port found in 20000-31999")
 
 
 def wait_for(predicate, what: str, timeout: float = 60.0, every: float = 0.1):

@@ -13,6 +13,8 @@ command -v debootstrap >/dev/null 2>&1 || apt_packages+=(debootstrap)
 [ -f /usr/share/darknet/data/person.jpg ] || apt_packages+=(darknet)
 # TLS tests make their certificates with the openssl command.
 command -v openssl >/dev/null 2>&1 || apt_packages+=(openssl)
+# The client's MQTT test runs its own broker on loopback.
+[ -x /usr/sbin/mosquitto ] || apt_packages+=(mosquitto)
 
 if [ "${#apt_packages[@]}" -gt 0 ]; then
   echo "ensure-engine: installing ${apt_packages[*]} with apt-get"

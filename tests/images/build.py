@@ -6,6 +6,7 @@ Images (all built from a Debian root made with debootstrap, never pulled):
   host     edge-retail/store-host:bookworm    systemd store host for molecule
   standin  edge-retail/ovms-standin:test      the OVMS stand-in (test fixture)
   client   edge-retail/ovms-client:0.1.0      the packaged inference client
+  proxy    edge-retail/ovms-proxy:1.22-1      Debian's nginx, the mTLS proxy in front of OVMS
 
 Each image carries a label with the sha256 of everything that went into it; an image whose
 label matches is not rebuilt, and an archive whose recorded image ID matches is not re-saved,
@@ -56,6 +57,7 @@ SPECS = [
         {"requirements.txt": ROOT / "requirements/standin.txt"},
     ),
     Spec("client", "edge-retail/ovms-client:0.1.0", ROOT / "client", "base", "client"),
+    Spec("proxy", "edge-retail/ovms-proxy:1.22-1", ROOT / "tests/images/proxy", "base"),
 ]
 
 

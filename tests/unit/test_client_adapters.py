@@ -5,7 +5,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from ovms_client.adapters import SsdAdapter
+from ovms_client.adapters import (
+    AdapterOptions,
+    ClassificationAdapter,
+    SsdAdapter,
+    YoloAdapter,
+    make_adapter,
+    nms,
+)
 from ovms_client.errors import InferenceError
 from ovms_client.preprocess import Preprocess
 
@@ -140,3 +147,141 @@ def test_preprocess_accepts_gray_and_bgra_frames() -> None:
     pre = Preprocess(4, 4)
     assert pre(np.full((8, 8), 7, np.uint8)).shape == (1, 4, 4, 3)
     assert pre(np.zeros((8, 8, 4), np.uint8)).shape == (1, 4, 4, 3)
+
+
+# --- YOLO ------------------------------------------------------------------------------------
+
+
+def yolo_v8(boxes: list[tuple[float, float, float, float, int, float]], classes: int = 3,
+            slots: int = 50) -> dict[str, np.ndarray]:
+    """[1, 4+C, N]; boxes are (cx, cy, w, h, class, score) in input pixels."""
+    tensor = np.zeros((1, 4 + classes, slots), np.float32)
+    for i, (cx, cy, w, h, cls, score) in enumerate(boxes):
+        tensor[0, :4, i] = (cx, cy, w, h)
+        tensor[0, 4 + cls, i] = score
+    return {"output0": tensor}
+
+
+def yolo_v5(boxes: list[tuple[float, float, float, float, float, int, float]],
+            classes: int = 3, slots: int = 50) -> dict[str, np.ndarray]:
+    """[1, N, 5+C]; boxes are (cx, cy, w, h, objectness, class, class score)."""
+    tensor = np.zeros((1, slots, 5 + classes), np.float32)
+    for i, (cx, cy, w, h, obj, cls, score) in enumerate(boxes):
+        tensor[0, i, :5] = (cx, cy, w, h, obj)
+        tensor[0, i, 5 + cls] = score
+    return {"output": tensor}
+
+
+def yolo(**kwargs: object) -> YoloAdapter:
+    options = {"score_threshold": 0.25, "labels": {0: "person", 2: "car"}, "iou_threshold": 0.45,
+               "input_width": 640, "input_height": 640, **kwargs}
+    return YoloAdapter(**options)  # type: ignore[arg-type]
+
+
+def test_yolo_v8_boxes_scale_from_input_pixels_to_the_frame() -> None:
+    outputs = yolo_v8([(320, 160, 64, 128, 0, 0.9), (100, 100, 20, 20, 2, 0.1)])
+    [det] = yolo()(outputs, 1280, 720)
+    assert (det.label, det.class_id) == ("person", 0)
+    assert det.score == pytest.approx(0.9)
+    # x scales by 1280/640 = 2, y by 720/640 = 1.125 (no letterbox).
+    assert (det.xmin, det.ymin, det.xmax, det.ymax) == pytest.approx((576, 108, 704, 252))
+
+
+def test_yolo_nms_merges_overlaps_of_one_class_but_not_across_classes() -> None:
+    outputs = yolo_v8([
+        (100, 100, 50, 50, 0, 0.80),
+        (104, 102, 50, 50, 0, 0.95),  # same person, better score: kept
+        (104, 102, 50, 50, 2, 0.60),  # same place, other class: kept
+        (400, 400, 50, 50, 0, 0.50),  # elsewhere: kept
+    ])
+    dets = yolo()(outputs, 640, 640)
+    assert [(d.class_id, round(d.score, 2)) for d in dets] == [(0, 0.95), (2, 0.6), (0, 0.5)]
+
+
+def test_yolo_iou_threshold_decides_what_is_an_overlap() -> None:
+    # Two boxes with IoU 1/3.
+    outputs = yolo_v8([(100, 100, 100, 100, 0, 0.9), (150, 100, 100, 100, 0, 0.8)])
+    assert len(yolo(iou_threshold=0.45)(outputs, 640, 640)) == 2
+    assert len(yolo(iou_threshold=0.3)(outputs, 640, 640)) == 1
+
+
+def test_yolo_v5_multiplies_objectness_and_class_score() -> None:
+    outputs = yolo_v5([(320, 320, 100, 100, 0.5, 2, 0.8), (50, 50, 10, 10, 0.2, 0, 0.9)])
+    [det] = yolo()(outputs, 640, 640)
+    assert det.label == "car"
+    assert det.score == pytest.approx(0.4)
+    assert (det.xmin, det.ymin, det.xmax, det.ymax) == pytest.approx((270, 270, 370, 370))
+
+
+def test_yolo_auto_variant_follows_the_shape_and_can_be_forced() -> None:
+    v8 = yolo_v8([(320, 320, 64, 64, 1, 0.7)], slots=30)  # [1,7,30]
+    v5 = yolo_v5([(320, 320, 64, 64, 0.9, 1, 0.9)], slots=30)  # [1,30,8]
+    assert [d.class_id for d in yolo()(v8, 640, 640)] == [1]
+    assert [d.class_id for d in yolo()(v5, 640, 640)] == [1]
+    # With fewer boxes than rows the shape misleads auto; the setting decides then.
+    tiny_v8 = yolo_v8([(320, 320, 64, 64, 1, 0.7)], slots=3)  # [1,7,3]
+    with pytest.raises(InferenceError, match=r"\(v5\) got output shape \[7, 3\]"):
+        yolo()(tiny_v8, 640, 640)
+    assert [d.class_id for d in yolo(variant="v8")(tiny_v8, 640, 640)] == [1]
+
+
+def test_yolo_normalised_coordinates_and_clipping() -> None:
+    outputs = yolo_v8([(0.5, 0.5, 0.5, 0.25, 0, 0.9), (0.95, 0.1, 0.2, 0.4, 2, 0.9)])
+    dets = yolo()(outputs, 200, 100)
+    assert (dets[0].xmin, dets[0].ymin, dets[0].xmax, dets[0].ymax) == pytest.approx(
+        (50, 37.5, 150, 62.5))
+    assert (dets[1].xmax, dets[1].ymin) == pytest.approx((200, 0))
+
+
+def test_yolo_rejects_outputs_it_cannot_read() -> None:
+    with pytest.raises(InferenceError, match="adapter 'yolo'.*exactly one 3-D tensor"):
+        yolo()({"a": np.zeros((1, 84, 10), np.float32), "b": np.zeros((1, 84, 10), np.float32)},
+               640, 640)
+
+
+def test_nms_keeps_the_best_of_each_cluster() -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30]], np.float32)
+    assert nms(boxes, np.array([0.5, 0.9, 0.7], np.float32), 0.5).tolist() == [1, 2]
+
+
+# --- classification --------------------------------------------------------------------------
+
+
+def test_classification_top_k_of_probabilities_best_first() -> None:
+    probs = np.array([[0.05, 0.6, 0.1, 0.25]], np.float32)
+    adapter = ClassificationAdapter(0.0, {1: "cat", 3: "dog"}, top_k=3)
+    classes = adapter({"prob": probs}, 10, 10)
+    assert [(c.label, c.class_id) for c in classes] == [("cat", 1), ("dog", 3), ("2", 2)]
+    assert classes[0].score == pytest.approx(0.6)
+
+
+def test_classification_softmax_for_logits_and_threshold() -> None:
+    logits = np.array([[2.0, -1.0, 0.5]], np.float32).reshape(1, 3, 1, 1)  # OMZ [1,C,1,1]
+    want = np.exp([2.0, -1.0, 0.5]) / np.exp([2.0, -1.0, 0.5]).sum()
+    classes = ClassificationAdapter(0.2, {}, top_k=5)({"logits": logits}, 10, 10)
+    assert [c.class_id for c in classes] == [0]  # class 2 has 0.18 < 0.2
+    assert classes[0].score == pytest.approx(want[0], rel=1e-5)
+
+
+def test_classification_needs_one_score_tensor() -> None:
+    with pytest.raises(InferenceError, match="adapter 'classification'.*one tensor"):
+        ClassificationAdapter(0.0, {}, 5)({"a": np.zeros((1, 4, 4, 3), np.float32)}, 1, 1)
+
+
+def test_make_adapter_picks_by_name() -> None:
+    options = AdapterOptions("yolo", 0.3, {}, iou_threshold=0.5)
+    adapter = make_adapter(options, 416, 320)
+    assert isinstance(adapter, YoloAdapter)
+    assert (adapter.input_width, adapter.input_height, adapter.iou_threshold) == (416, 320, 0.5)
+    assert make_adapter(AdapterOptions("classification", 0, {}), 1, 1).kind == "classes"
+
+
+def test_preprocess_mean_and_scale_per_channel_in_either_layout() -> None:
+    frame = np.zeros((2, 2, 3), np.uint8)
+    frame[..., 0], frame[..., 2] = 10, 250  # B, R
+    nchw = Preprocess(2, 2, "NCHW", "RGB", "float32", mean=(0.0, 0.0, 10.0), scale=(2.0,))
+    tensor = nchw(frame)
+    assert tensor.dtype == np.float32
+    assert tensor[0, :, 0, 0].tolist() == [125.0, 0.0, 0.0]  # R/2, G, (B-10)/2
+    nhwc = Preprocess(2, 2, "NHWC", "BGR", "float32", scale=(255.0,))
+    assert nhwc(frame)[0, 0, 0].tolist() == pytest.approx([10 / 255, 0.0, 250 / 255])

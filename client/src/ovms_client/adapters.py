@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -36,10 +36,23 @@ class Detection:
         }
 
 
+@dataclass(frozen=True)
+class Classification:
+    label: str
+    class_id: int
+    score: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, "class_id": self.class_id, "score": round(self.score, 4)}
+
+
 class Adapter(Protocol):
+    # The key of the per-frame record the results go under: "detections" or "classes".
+    kind: str
+
     def __call__(
         self, outputs: Mapping[str, np.ndarray], frame_width: int, frame_height: int
-    ) -> list[Detection]: ...
+    ) -> Sequence[Detection | Classification]: ...
 
 
 _TF_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
@@ -67,6 +80,8 @@ def _find_detection_output(outputs: Mapping[str, np.ndarray]) -> np.ndarray | No
 
 class SsdAdapter:
     """SSD-style detectors in either of the two output layouts OVMS users meet."""
+
+    kind = "detections"
 
     def __init__(self, score_threshold: float, labels: dict[int, str]) -> None:
         self.score_threshold = score_threshold
@@ -126,7 +141,189 @@ class SsdAdapter:
         )
 
 
-def make_adapter(name: str, score_threshold: float, labels: dict[int, str]) -> Adapter:
-    if name == "ssd":
-        return SsdAdapter(score_threshold, labels)
-    raise ValueError(f"unknown adapter {name!r}")
+def _softmax(values: np.ndarray) -> np.ndarray:
+    shifted = np.exp(values - values.max())
+    return shifted / shifted.sum()
+
+
+class ClassificationAdapter:
+    """One score per class, [1,C] or [1,C,1,1] (OMZ) or similar: the top_k classes.
+
+    Scores are reported as the model gives them when they already are a probability
+    distribution (all within 0..1, summing to about 1); otherwise (logits, as many PyTorch
+    and ONNX exports give) they go through a softmax first, so score_threshold always compares
+    probabilities.
+    """
+
+    kind = "classes"
+
+    def __init__(self, score_threshold: float, labels: dict[int, str], top_k: int) -> None:
+        self.score_threshold = score_threshold
+        self.labels = labels
+        self.top_k = top_k
+
+    def __call__(
+        self, outputs: Mapping[str, np.ndarray], frame_width: int, frame_height: int
+    ) -> list[Classification]:
+        scores = self._scores(outputs)
+        if scores.min() < 0.0 or scores.max() > 1.0 or abs(float(scores.sum()) - 1.0) > 0.01:
+            scores = _softmax(scores)
+        k = min(self.top_k, scores.size)
+        # argpartition keeps this O(C) for 1000-class models; only the k winners are sorted.
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [
+            Classification(label_for(self.labels, int(i)), int(i), float(scores[i]))
+            for i in top if scores[i] >= self.score_threshold
+        ]
+
+    @staticmethod
+    def _scores(outputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        candidates = {
+            name: value for name, value in outputs.items()
+            if value.size > 1 and value.shape[0] == 1 and value.size == max(value.shape)
+        }
+        if len(candidates) != 1:
+            shapes = {name: list(value.shape) for name, value in outputs.items()}
+            raise InferenceError(
+                f"adapter 'classification' cannot read the model outputs {shapes}: expected "
+                f"exactly one tensor of class scores shaped [1,C] (or [1,C,1,1])"
+            )
+        return next(iter(candidates.values())).reshape(-1).astype(np.float32)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy non-maximum suppression; boxes are (x0, y0, x1, y1). Indices kept, best first."""
+    order = np.argsort(-scores, kind="stable")
+    areas = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0,
+                                                                   None)
+    keep: list[int] = []
+    while order.size:
+        best = int(order[0])
+        keep.append(best)
+        rest = order[1:]
+        x0 = np.maximum(boxes[best, 0], boxes[rest, 0])
+        y0 = np.maximum(boxes[best, 1], boxes[rest, 1])
+        x1 = np.minimum(boxes[best, 2], boxes[rest, 2])
+        y1 = np.minimum(boxes[best, 3], boxes[rest, 3])
+        inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+        union = areas[best] + areas[rest] - inter
+        iou = np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+        order = rest[iou <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+# Candidates above the score threshold that go into NMS at most (as Ultralytics does): a
+# cluttered frame must not make NMS quadratic in 8400 boxes.
+YOLO_MAX_CANDIDATES = 3000
+YOLO_MAX_DETECTIONS = 300
+
+
+class YoloAdapter:
+    """YOLO heads exported without NMS; NMS runs here, per class.
+
+    - v5 style: [1, N, 5+C] rows of (cx, cy, w, h, objectness, C class scores); the score of
+      a box is objectness x class score.
+    - v8 style (also v9/v11): [1, 4+C, N], columns of (cx, cy, w, h, C class scores), no
+      objectness.
+
+    `variant` auto tells them apart by which axis is longer (there are far more boxes than
+    classes). Box coordinates are in pixels of the model input (what Ultralytics exports give);
+    an export that gives normalised coordinates (centres and sizes all within 0..1) is read as
+    such. Frames are resized to the input without letterboxing, so x and y scale separately
+    back to the frame.
+    """
+
+    kind = "detections"
+
+    def __init__(self, score_threshold: float, labels: dict[int, str], iou_threshold: float,
+                 input_width: int, input_height: int, variant: str = "auto") -> None:
+        self.score_threshold = score_threshold
+        self.labels = labels
+        self.iou_threshold = iou_threshold
+        self.input_width = input_width
+        self.input_height = input_height
+        self.variant = variant
+
+    def __call__(
+        self, outputs: Mapping[str, np.ndarray], frame_width: int, frame_height: int
+    ) -> list[Detection]:
+        tensor = self._tensor(outputs)
+        variant = self.variant
+        if variant == "auto":
+            variant = "v8" if tensor.shape[0] < tensor.shape[1] else "v5"
+        rows = tensor.T if variant == "v8" else tensor
+        offset = 4 if variant == "v8" else 5
+        if rows.shape[1] <= offset:
+            raise InferenceError(
+                f"adapter 'yolo' ({variant}) got output shape {list(tensor.shape)}: expected "
+                f"{'[4+C, N]' if variant == 'v8' else '[N, 5+C]'} with at least one class")
+        class_scores = rows[:, offset:]
+        if variant == "v5":
+            class_scores = class_scores * rows[:, 4:5]
+        class_ids = class_scores.argmax(axis=1)
+        scores = class_scores[np.arange(len(rows)), class_ids]
+        keep = np.flatnonzero(scores >= self.score_threshold)
+        if keep.size > YOLO_MAX_CANDIDATES:
+            keep = keep[np.argsort(-scores[keep], kind="stable")[:YOLO_MAX_CANDIDATES]]
+        if not keep.size:
+            return []
+        cx, cy, w, h = (rows[keep, i] for i in range(4))
+        boxes = np.column_stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+        scores, class_ids = scores[keep], class_ids[keep]
+        # Per-class NMS in one pass: shifting each class's boxes far apart keeps boxes of
+        # different classes from suppressing each other.
+        span = float(np.abs(boxes).max()) + 1.0
+        kept = nms(boxes + (class_ids * span)[:, None], scores, self.iou_threshold)
+        kept = kept[:YOLO_MAX_DETECTIONS]
+        # Centre and size, not corners: a normalised box at the edge may reach past 1.0.
+        normalised = float(np.abs(rows[keep, :4]).max()) <= 1.0
+        scale_x = frame_width / (1.0 if normalised else self.input_width)
+        scale_y = frame_height / (1.0 if normalised else self.input_height)
+        result = []
+        for index in kept:
+            x0, y0, x1, y1 = boxes[index]
+            class_id = int(class_ids[index])
+            result.append(Detection(
+                label=label_for(self.labels, class_id),
+                class_id=class_id,
+                score=float(scores[index]),
+                xmin=float(np.clip(x0 * scale_x, 0, frame_width)),
+                ymin=float(np.clip(y0 * scale_y, 0, frame_height)),
+                xmax=float(np.clip(x1 * scale_x, 0, frame_width)),
+                ymax=float(np.clip(y1 * scale_y, 0, frame_height)),
+            ))
+        return result
+
+    @staticmethod
+    def _tensor(outputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        candidates = [v for v in outputs.values() if v.ndim == 3 and v.shape[0] == 1]
+        if len(candidates) != 1:
+            shapes = {name: list(value.shape) for name, value in outputs.items()}
+            raise InferenceError(
+                f"adapter 'yolo' cannot read the model outputs {shapes}: expected exactly one "
+                f"3-D tensor, [1,N,5+C] (YOLOv5) or [1,4+C,N] (YOLOv8), exported without NMS"
+            )
+        return candidates[0][0].astype(np.float32, copy=False)
+
+
+@dataclass(frozen=True)
+class AdapterOptions:
+    name: str
+    score_threshold: float
+    labels: dict[int, str]
+    iou_threshold: float = 0.45
+    top_k: int = 5
+    yolo_variant: str = "auto"
+
+
+def make_adapter(options: AdapterOptions, input_width: int, input_height: int) -> Adapter:
+    """The adapter for the model; detectors that give boxes in input pixels need its size."""
+    if options.name == "ssd":
+        return SsdAdapter(options.score_threshold, options.labels)
+    if options.name == "yolo":
+        return YoloAdapter(options.score_threshold, options.labels, options.iou_threshold,
+                           input_width, input_height, options.yolo_variant)
+    if options.name == "classification":
+        return ClassificationAdapter(options.score_threshold, options.labels, options.top_k)
+    raise ValueError(f"unknown adapter {options.name!r}")

@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         if spec.name == "inputs":
             settings_group.add_argument("--input", dest="inputs", action="append",
                                         metavar="SOURCE", help=spec.help + " (repeatable)")
-        elif spec.name == "loop":
+        elif spec.name in ("loop", "stream_density"):
             settings_group.add_argument(flag, dest=spec.name, action=argparse.BooleanOptionalAction,
                                         default=None, help=spec.help)
         else:

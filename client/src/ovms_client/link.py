@@ -81,9 +81,12 @@ class ServerLink:
             self.stop.wait(min(delay, remaining))
             delay = min(delay * 2, self.probe_max)
 
-    def infer(self, input_name: str, tensor: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
+    def infer(
+        self, input_name: str, tensor: np.ndarray, on_failure: Callable[[], None] | None = None
+    ) -> tuple[dict[str, np.ndarray], float]:
         """Run one request, riding out outages; returns (outputs, seconds of the good try).
 
+        `on_failure` is called for each try the server turned away (for error counters).
         Raises StopRequested once stop is set while the server is down.
         """
         while True:
@@ -96,6 +99,8 @@ class ServerLink:
                 outputs = self.api.infer(input_name, tensor)
                 return outputs, time.perf_counter() - started
             except ServerUnavailable as exc:
+                if on_failure is not None:
+                    on_failure()
                 self._went_down(generation, str(exc))
                 if self.stop.is_set():
                     raise StopRequested from None

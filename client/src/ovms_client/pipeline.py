@@ -14,6 +14,7 @@ import numpy as np
 
 from ovms_client.adapters import Adapter
 from ovms_client.errors import ClientError, ExitCode
+from ovms_client.exporters import Annotator
 from ovms_client.link import ServerLink, StopRequested
 from ovms_client.preprocess import Preprocess
 from ovms_client.results import Metrics, OrderedEmitter
@@ -75,6 +76,7 @@ class StreamRunner:
         failure: Failure,
         in_flight: int,
         max_frames: int,
+        annotator: Annotator | None = None,
     ) -> None:
         self.spec = spec
         self.source = source
@@ -88,6 +90,7 @@ class StreamRunner:
         self.failure = failure
         self.in_flight = in_flight
         self.max_frames = max_frames
+        self.annotator = annotator
         # Room for one frame per worker plus one being prepared per worker: enough to keep
         # every worker busy, small enough that live frames are not stale when sent.
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=2 * in_flight)
@@ -170,6 +173,9 @@ class StreamRunner:
                 except queue.Empty:
                     pass
 
+    def _request_failed(self) -> None:
+        self.metrics.request_failed(self.spec.stream_id)
+
     def _work(self) -> None:
         while True:
             job = self._queue.get()
@@ -179,7 +185,8 @@ class StreamRunner:
                 self.emitter.complete(job.seq, None)
                 continue
             try:
-                outputs, latency = self.link.infer(self.input_name, job.tensor)
+                outputs, latency = self.link.infer(self.input_name, job.tensor,
+                                                   self._request_failed)
             except StopRequested:
                 self.emitter.complete(job.seq, None)
                 continue
@@ -188,7 +195,7 @@ class StreamRunner:
                 raise
             image = job.frame.image
             height, width = image.shape[:2]
-            detections = self.adapter(outputs, width, height)
+            results = self.adapter(outputs, width, height)
             record: dict[str, Any] = {
                 "type": "detections",
                 "stream": self.spec.stream_id,
@@ -197,9 +204,11 @@ class StreamRunner:
                 "width": width,
                 "height": height,
                 "latency_ms": round(latency * 1000.0, 2),
-                "detections": [d.to_json() for d in detections],
+                self.adapter.kind: [result.to_json() for result in results],
             }
             if job.frame.position_ms is not None:
                 record["position_ms"] = round(job.frame.position_ms, 1)
+            if self.annotator is not None:
+                self.annotator.write(self.spec.stream_id, job.frame.index, image, results)
             self.emitter.complete(job.seq, record)
             self.metrics.frame_done(self.spec.stream_id, latency, time.monotonic() - job.read_at)

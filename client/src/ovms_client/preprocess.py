@@ -15,6 +15,8 @@ class Preprocess:
     layout: str = "NHWC"
     color_order: str = "RGB"
     dtype: str = "uint8"
+    mean: tuple[float, ...] | None = None
+    scale: tuple[float, ...] | None = None
 
     def __call__(self, frame_bgr: np.ndarray) -> np.ndarray:
         """BGR HxWx3 uint8 frame (as OpenCV decodes) -> batch-of-one input tensor.
@@ -36,7 +38,17 @@ class Preprocess:
         tensor = np.ascontiguousarray(image[np.newaxis, ...])
         if self.dtype != "uint8":
             tensor = tensor.astype(self.dtype)
+            if self.mean:
+                tensor -= self._per_channel(self.mean)
+            if self.scale:
+                tensor /= self._per_channel(self.scale)
         return tensor
+
+    def _per_channel(self, values: tuple[float, ...]) -> np.ndarray:
+        array = np.asarray(values, dtype=np.float32)
+        if self.layout == "NCHW":
+            return array.reshape(1, -1, 1, 1)
+        return array.reshape(1, 1, 1, -1)
 
     @property
     def shape(self) -> tuple[int, int, int, int]:

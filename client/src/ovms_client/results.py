@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import sys
 import threading
@@ -9,7 +11,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import numpy as np
 
@@ -17,6 +19,10 @@ from ovms_client.errors import ConfigError
 
 # Percentiles in the summary cover at most this many recent frames per stream.
 SUMMARY_SAMPLES = 100_000
+# Upper bounds (seconds) of the Prometheus request-latency histogram buckets.
+LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
+# The fps gauge counts the frames finished within this many recent seconds.
+FPS_WINDOW_S = 5.0
 
 
 class JsonLinesWriter:
@@ -72,6 +78,11 @@ class StreamStats:
     window_latency: list[float] = field(default_factory=list)
     window_e2e: list[float] = field(default_factory=list)
     latency: deque[float] = field(default_factory=lambda: deque(maxlen=SUMMARY_SAMPLES))
+    errors: int = 0
+    latency_sum: float = 0.0
+    # Cumulative counts per LATENCY_BUCKETS bound, the last one for +Inf.
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    recent_done: deque[float] = field(default_factory=lambda: deque(maxlen=20_000))
 
 
 class Metrics:
@@ -91,6 +102,13 @@ class Metrics:
             stats.window_latency.append(latency_s)
             stats.window_e2e.append(e2e_s)
             stats.latency.append(latency_s)
+            stats.latency_sum += latency_s
+            stats.buckets[bisect.bisect_left(LATENCY_BUCKETS, latency_s)] += 1
+            stats.recent_done.append(time.monotonic())
+
+    def request_failed(self, stream_id: str) -> None:
+        with self._lock:
+            self._streams[stream_id].errors += 1
 
     def frame_dropped(self, stream_id: str) -> None:
         with self._lock:
@@ -148,6 +166,27 @@ class Metrics:
             "streams": streams,
         }
 
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Cumulative per-stream counters for the Prometheus endpoint."""
+        now = time.monotonic()
+        with self._lock:
+            window = min(FPS_WINDOW_S, max(now - self.started, 1e-9))
+            out = {}
+            for sid, stats in self._streams.items():
+                while stats.recent_done and stats.recent_done[0] < now - FPS_WINDOW_S:
+                    stats.recent_done.popleft()
+                cumulative = list(itertools.accumulate(stats.buckets))
+                out[sid] = {
+                    "frames": stats.frames,
+                    "errors": stats.errors,
+                    "dropped": stats.dropped,
+                    "fps": len(stats.recent_done) / window,
+                    "latency_sum": stats.latency_sum,
+                    "latency_buckets": list(zip((*LATENCY_BUCKETS, float("inf")), cumulative,
+                                                strict=True)),
+                }
+        return out
+
     def reset_clock(self) -> None:
         """Start timing now (after the model became ready), not at process start."""
         with self._lock:
@@ -155,10 +194,14 @@ class Metrics:
             self._window_start = self.started
 
 
+class RecordSink(Protocol):
+    def write(self, record: dict[str, Any]) -> None: ...
+
+
 class OrderedEmitter:
     """Writes a stream's frames in order although in-flight requests finish out of order."""
 
-    def __init__(self, writer: JsonLinesWriter) -> None:
+    def __init__(self, writer: RecordSink) -> None:
         self._writer = writer
         self._lock = threading.Lock()
         self._pending: dict[int, dict[str, Any] | None] = {}

@@ -79,16 +79,31 @@ class Settings:
     layout: str = "NHWC"
     color_order: str = "RGB"
     dtype: str = "uint8"
+    mean: tuple[float, ...] | None = None
+    scale: tuple[float, ...] | None = None
     adapter: str = "ssd"
     score_threshold: float = 0.5
+    iou_threshold: float = 0.45
+    top_k: int = 5
+    yolo_variant: str = "auto"
     labels: Path | None = None
     output: str = "-"
+    annotate_dir: Path | None = None
+    mqtt_broker: str | None = None
+    mqtt_topic: str = "ovms-client/{stream}"
+    mqtt_qos: int = 0
+    prometheus_port: int = 0
+    prometheus_address: str = "0.0.0.0"
     metrics_interval: float = 5.0
     ready_timeout: float = 60.0
     request_timeout: float = 10.0
     in_flight: int = 2
     max_frames: int = 0
     log_level: str = "INFO"
+    stream_density: bool = False
+    density_target_fps: float = 14.9
+    density_max_streams: int = 16
+    density_trial_s: float = 8.0
 
     @property
     def tls(self) -> bool:
@@ -102,6 +117,8 @@ class Settings:
             if f.name == "inputs":
                 value = [{"id": i.stream_id, "source": i.source, "kind": i.kind.value}
                          for i in value]
+            elif isinstance(value, tuple) and f.name in ("mean", "scale"):
+                value = list(value)
             elif f.name == "input_size" and value is not None:
                 value = f"{value[0]}x{value[1]}"
             elif isinstance(value, Path):
@@ -223,6 +240,49 @@ def _size(raw: Any, _base: Path) -> tuple[int, int] | None:
     return int(match.group(1)), int(match.group(2))
 
 
+def _per_channel(raw: Any, _base: Path) -> tuple[float, ...] | None:
+    items = raw if isinstance(raw, list) else [p for p in _scalar_text(raw).split(",")]
+    if items == [""]:
+        return None
+    try:
+        values = tuple(float(v) for v in items)
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) not in (1, 3) or any(v != v for v in values):
+        raise ValueError("expected one number or three (per channel, in color_order), "
+                         "e.g. 255 or 123.7,116.3,103.5")
+    return values
+
+
+def _directory(raw: Any, base: Path) -> Path | None:
+    text = _scalar_text(raw)
+    if not text:
+        return None
+    path = Path(text) if Path(text).is_absolute() else base / text
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"expected a directory (created if missing), but {path} is a file")
+    return path
+
+
+def _topic(raw: Any, _base: Path) -> str:
+    text = _scalar_text(raw)
+    if not text or "#" in text or "+" in text:
+        raise ValueError("expected an MQTT topic without wildcards (+ or #), e.g. "
+                         "ovms-client/{stream}")
+    try:
+        text.format(stream="s")
+    except (KeyError, IndexError, ValueError):
+        raise ValueError("expected a topic whose only placeholder is {stream}") from None
+    return text
+
+
+def _bind_address(raw: Any, _base: Path) -> str:
+    text = _scalar_text(raw)
+    if not re.fullmatch(r"[0-9A-Za-z.:_-]+", text):
+        raise ValueError("expected an IP address or host name to listen on, e.g. 0.0.0.0")
+    return text
+
+
 def _existing_file(raw: Any, base: Path) -> Path | None:
     text = _scalar_text(raw)
     if not text:
@@ -322,11 +382,30 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("layout", _choice("NHWC", "NCHW", upper=True), "model input layout"),
     FieldSpec("color_order", _choice("RGB", "BGR", upper=True), "channel order the model expects"),
     FieldSpec("dtype", _choice("uint8", "float32"), "input element type"),
-    FieldSpec("adapter", _choice("ssd"), "how to read the outputs: ssd"),
-    FieldSpec("score_threshold", _float_in(0.0, 1.0), "minimum detection score"),
+    FieldSpec("mean", _per_channel, "float32 only: subtracted from pixel values (0..255) "
+              "before dividing by scale; one value or three"),
+    FieldSpec("scale", _per_channel, "float32 only: pixel values are divided by it, e.g. 255 "
+              "for models that take 0..1; one value or three"),
+    FieldSpec("adapter", _choice("ssd", "yolo", "classification"),
+              "how to read the outputs: ssd, yolo or classification"),
+    FieldSpec("score_threshold", _float_in(0.0, 1.0), "minimum detection or class score"),
+    FieldSpec("iou_threshold", _float_in(0.0, 1.0), "yolo: boxes of one class overlapping more "
+              "than this (IoU) are merged by NMS"),
+    FieldSpec("top_k", _int_in(1, 1000), "classification: classes reported per frame"),
+    FieldSpec("yolo_variant", _choice("auto", "v5", "v8"), "yolo: output layout, v5 "
+              "[1,N,5+C] or v8 [1,4+C,N]; auto tells them apart by shape"),
     FieldSpec("labels", _existing_file, "labels file: one label per line (line N = class N) "
               "or 'ID LABEL' lines"),
     FieldSpec("output", _output, "results file (JSON lines); '-' for stdout"),
+    FieldSpec("annotate_dir", _directory, "write each frame with its results drawn on it as "
+              "JPEG files into this directory (one subdirectory per stream); off when unset"),
+    FieldSpec("mqtt_broker", _address, "publish each frame's results to this MQTT broker "
+              "HOST:PORT; off when unset"),
+    FieldSpec("mqtt_topic", _topic, "MQTT topic; {stream} is replaced by the stream id"),
+    FieldSpec("mqtt_qos", _int_in(0, 2), "MQTT quality of service: 0, 1 or 2"),
+    FieldSpec("prometheus_port", _int_in(0, 65535), "serve Prometheus metrics on "
+              "http://ADDRESS:PORT/metrics; 0 = off"),
+    FieldSpec("prometheus_address", _bind_address, "address the /metrics endpoint listens on"),
     FieldSpec("metrics_interval", _float_in(0.0, None), "seconds between metrics lines; 0 = off"),
     FieldSpec("ready_timeout", _float_in(0.0, None), "seconds to wait at start for the model "
               "to be ready"),
@@ -336,6 +415,14 @@ FIELDS: tuple[FieldSpec, ...] = (
               "stop each stream after this many frames; 0 = no limit"),
     FieldSpec("log_level", _choice("DEBUG", "INFO", "WARNING", "ERROR", upper=True),
               "log level of the human-readable log on stderr"),
+    FieldSpec("stream_density", _bool, "instead of processing the inputs once, find the "
+              "largest number of copies of the first input that each sustain "
+              "density_target_fps, print it and exit"),
+    FieldSpec("density_target_fps", _float_in(0.0, None, low_open=True),
+              "stream density: frames/s each stream must sustain"),
+    FieldSpec("density_max_streams", _int_in(1, 256), "stream density: most streams tried"),
+    FieldSpec("density_trial_s", _float_in(1.0, 600.0), "stream density: seconds each "
+              "number of streams is measured for"),
 )
 FIELD_BY_NAME = {f.name: f for f in FIELDS}
 # The profile may say `input:` (one source) as well as `inputs:` (a list).
@@ -446,6 +533,12 @@ def build(layers: list[RawValues]) -> Settings:
 
 
 def _check_combinations(settings: Settings) -> None:
+    if (settings.mean or settings.scale) and settings.dtype != "float32":
+        raise ConfigError("settings 'mean' and 'scale' need dtype float32: uint8 inputs are "
+                          "sent as decoded")
+    if settings.scale and any(v == 0 for v in settings.scale):
+        raise ConfigError(f"setting 'scale' is {list(settings.scale)}: pixel values are "
+                          f"divided by it, so it cannot be 0")
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise ConfigError("settings 'tls_cert' and 'tls_key' go together: set both for mutual "
                           "TLS, or neither")

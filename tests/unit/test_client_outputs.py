@@ -1,0 +1,148 @@
+"""Stream density search, the Prometheus endpoint, annotated frames and the settings behind
+them, without a server (the integration tests run them against the stand-in)."""
+
+from __future__ import annotations
+
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from ovms_client.adapters import Classification, Detection
+from ovms_client.app import App
+from ovms_client.density import MAX_TRIALS, find_density
+from ovms_client.errors import ConfigError
+from ovms_client.exporters import Annotator, PrometheusServer, render_prometheus
+from ovms_client.results import Metrics
+from ovms_client.settings import load
+from test_client_pipeline import ScriptedApi, gray_frames, settings_for
+
+
+def saturating(capacity: float, per_stream_cap: float):
+    """Streams share `capacity` frames/s; one stream alone reaches at most `per_stream_cap`."""
+    calls: list[int] = []
+
+    def trial(n: int) -> list[float]:
+        calls.append(n)
+        return [min(per_stream_cap, capacity / n)] * n
+
+    return trial, calls
+
+
+def test_density_finds_the_largest_count_that_keeps_the_target() -> None:
+    trial, calls = saturating(capacity=100.0, per_stream_cap=40.0)
+    result = find_density(trial, 14.9, max_streams=32)
+    assert result.streams == 6  # 100/6 = 16.7 passes, 100/7 = 14.3 does not
+    assert 7 in calls and len(calls) <= MAX_TRIALS
+    assert not result.capped
+    assert result.to_json()["trials"][0] == {"streams": 1, "min_fps": 40.0, "total_fps": 40.0,
+                                             "fps": [40.0]}
+
+
+def test_density_gallops_past_a_low_estimate() -> None:
+    # One stream alone is slow (2 requests in flight), but the server scales with streams.
+    trial, _ = saturating(capacity=150.0, per_stream_cap=20.0)
+    assert find_density(trial, 14.9, max_streams=32).streams == 10
+
+
+def test_density_is_bounded_by_max_streams_and_zero_when_one_stream_fails() -> None:
+    trial, calls = saturating(capacity=1000.0, per_stream_cap=100.0)
+    result = find_density(trial, 14.9, max_streams=4)
+    assert (result.streams, result.capped) == (4, True)
+    assert max(calls) == 4
+    slow, _ = saturating(capacity=10.0, per_stream_cap=10.0)
+    assert find_density(slow, 14.9, max_streams=8).streams == 0
+
+
+def test_density_uses_the_slowest_stream() -> None:
+    def unfair(n: int) -> list[float]:
+        return [30.0] * (n - 1) + [14.0] if n > 3 else [30.0] * n
+
+    assert find_density(unfair, 14.9, max_streams=16).streams == 3
+
+
+def scrape(port: int, path: str = "/metrics") -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        return response.read().decode()
+
+
+def test_prometheus_endpoint_serves_per_stream_counters_and_histogram() -> None:
+    metrics = Metrics(["door", 'odd"id'])
+    for latency in (0.004, 0.012, 0.2):
+        metrics.frame_done("door", latency, latency)
+    metrics.request_failed("door")
+    metrics.frame_dropped('odd"id')
+    server = PrometheusServer("127.0.0.1", 0, metrics, lambda: True)
+    server.start()
+    try:
+        text = scrape(server.port)
+        with pytest.raises(urllib.error.HTTPError):
+            scrape(server.port, "/other")
+    finally:
+        server.close()
+    lines = set(text.splitlines())
+    assert "ovms_client_server_up 1" in lines
+    assert 'ovms_client_frames_total{stream="door"} 3' in lines
+    assert 'ovms_client_errors_total{stream="door"} 1' in lines
+    assert 'ovms_client_dropped_frames_total{stream="odd\\"id"} 1' in lines
+    assert 'ovms_client_request_latency_seconds_bucket{stream="door",le="0.005"} 1' in lines
+    assert 'ovms_client_request_latency_seconds_bucket{stream="door",le="0.02"} 2' in lines
+    assert 'ovms_client_request_latency_seconds_bucket{stream="door",le="+Inf"} 3' in lines
+    assert 'ovms_client_request_latency_seconds_count{stream="door"} 3' in lines
+    fps = next(line for line in lines if line.startswith('ovms_client_fps{stream="door"}'))
+    assert float(fps.split()[-1]) > 0
+    assert "# TYPE ovms_client_request_latency_seconds histogram" in lines
+    assert render_prometheus(metrics, False).startswith("# HELP ovms_client_server_up")
+
+
+def test_annotator_draws_boxes_and_classes(tmp_path: Path) -> None:
+    annotator = Annotator(tmp_path / "out", ["s0"])
+    frame = np.zeros((120, 160, 3), np.uint8)
+    annotator.write("s0", 7, frame, [Detection("person", 1, 0.9, 40, 30, 100, 90)])
+    annotator.write("s0", 8, frame, [Classification("red", 0, 0.8)])
+    boxed = cv2.imread(str(tmp_path / "out/s0/00000007.jpg"))
+    assert boxed is not None and boxed.shape == frame.shape
+    assert boxed[60, 40].max() > 100  # on the box's left edge
+    assert boxed[60, 70].max() < 30  # inside the box: untouched
+    assert cv2.imread(str(tmp_path / "out/s0/00000008.jpg")).max() > 100
+    assert frame.max() == 0  # the original frame is not drawn on
+
+
+def test_app_writes_annotated_frames_and_serves_metrics_while_running(tmp_path: Path) -> None:
+    folder = gray_frames(tmp_path / "frames", 6)
+    settings = settings_for(tmp_path, [str(folder)], annotate_dir=str(tmp_path / "ann"))
+    assert App(settings, threading.Event(), ScriptedApi()).run() == 0
+    assert sorted(p.name for p in (tmp_path / "ann/stream0").iterdir()) == [
+        f"{i:08d}.jpg" for i in range(6)]
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    ({"mqtt_topic": "shop/#"}, "setting 'mqtt_topic'.*without wildcards"),
+    ({"mqtt_topic": "shop/{camera}"}, "only placeholder is \\{stream\\}"),
+    ({"mqtt_broker": "localhost"}, "setting 'mqtt_broker'.*HOST:PORT"),
+    ({"prometheus_port": "70000"}, "setting 'prometheus_port'.*between 0 and 65535"),
+    ({"adapter": "detr"}, "setting 'adapter'.*ssd, yolo, classification"),
+    ({"top_k": "0"}, "setting 'top_k'"),
+    ({"mean": "1,2"}, "setting 'mean'.*one number or three"),
+    ({"scale": "255"}, "'mean' and 'scale' need dtype float32"),
+    ({"scale": "0", "dtype": "float32"}, "'scale'.*cannot be 0"),
+    ({"density_trial_s": "0.5"}, "setting 'density_trial_s'"),
+])
+def test_bad_output_and_adapter_settings_name_the_setting(tmp_path: Path, flags: dict,
+                                                          message: str) -> None:
+    values = {"model_name": "m", "server_address": "127.0.0.1:1", "inputs": [str(tmp_path)],
+              **flags}
+    with pytest.raises(ConfigError, match=message):
+        load(values, {}, tmp_path)
+
+
+def test_density_refuses_a_live_first_input(tmp_path: Path) -> None:
+    settings = load({"model_name": "m", "server_address": "127.0.0.1:1",
+                     "inputs": ["rtsp://127.0.0.1:1/cam"], "stream_density": "true"}, {},
+                    tmp_path)
+    with pytest.raises(ConfigError, match="'stream_density' needs a video file or image"):
+        App(settings, threading.Event(), ScriptedApi()).run()

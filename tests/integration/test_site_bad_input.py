@@ -94,7 +94,7 @@ CASES = {
     ),
     "client without a server it can reach": (
         inventory(["store1"], ["store1", "till2"], ovms_client_server_host="nowhere"),
-        "set ovms_client_server_host to a host of the ovms_servers group",
+        'ovms_client_server_host is "nowhere", which is not in ovms_servers',
     ),
     "model not in the catalog": (
         inventory(["store1"], ["store1"], ovms_models_list=[{"name": "no-such-model"}]),
@@ -138,8 +138,6 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_inventory_fails_before_any_change(case: str, tmp_path: Path) -> None:
     inv, expected = CASES[case]
-    for host in ("store1", "till2"):
-        inv["all"]["vars"].setdefault("ansible_host", "127.0.0.1")
     result = run_site(tmp_path, inv)
     failed = failures(result)
     assert failed, f"no task failed: {json.dumps(result['stats'])}"

@@ -10,7 +10,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export MOLECULE_NO_LOG := false
 
-.PHONY: help venv engine collection images models media test test-python test-lint test-molecule demo clean
+.PHONY: help venv engine collection images models media test test-python test-lint test-molecule demo demo-stop clean
 
 help:
 	@echo "make demo   deploy the single-system store on this machine and print detections"
@@ -48,6 +48,9 @@ test: images models media collection
 
 demo: images models media collection
 	@scripts/demo.sh
+
+demo-stop:
+	@docker rm -f ovms-client ovms-server >/dev/null 2>&1 || true
 
 clean:
 	rm -rf $(CACHE_DIR)/build $(CACHE_DIR)/models/repo

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Fetch the catalog's models and build an OVMS model repository; see --help."""
 
 import sys

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Write the store walk video that the demo and the molecule scenarios feed to the client.
 
 It is made from the photos of Debian's darknet package (see tests/media.py); an existing file

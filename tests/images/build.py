@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Build every test image without a registry, and save the archives the roles push to hosts.
 
 Images (all built from a Debian root made with debootstrap, never pulled):

@@ -126,6 +126,22 @@ def test_frames_come_out_in_order_with_requests_in_flight(tmp_path: Path) -> Non
     assert api.closed
 
 
+class SlowApi(ScriptedApi):
+    """Every request takes longer than the reader waits to queue its end-of-input marker."""
+
+    def infer(self, input_name: str, tensor: np.ndarray) -> dict[str, np.ndarray]:
+        time.sleep(0.5)
+        return super().infer(input_name, tensor)
+
+
+def test_end_of_input_with_busy_workers_loses_no_frame(tmp_path: Path) -> None:
+    folder = gray_frames(tmp_path / "frames", 10)
+    settings = settings_for(tmp_path, [str(folder)], in_flight="2")
+    assert App(settings, threading.Event(), SlowApi(delay=0.0)).run() == 0
+    frames = [r for r in read_lines(tmp_path / "out.jsonl") if r["type"] == "detections"]
+    assert [r["frame"] for r in frames] == list(range(10))
+
+
 def test_several_streams_in_one_process(tmp_path: Path) -> None:
     first = gray_frames(tmp_path / "a", 12)
     second = gray_frames(tmp_path / "b", 7)

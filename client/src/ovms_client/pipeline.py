@@ -132,7 +132,7 @@ class StreamRunner:
                     seq += 1
         finally:
             self.source.close()
-            for _ in range(self.in_flight):
+            for _worker in range(self.in_flight):
                 self._put_end()
 
     def _enqueue(self, job: Job) -> bool:
@@ -165,6 +165,9 @@ class StreamRunner:
                 self._queue.put(_END, timeout=0.2)
                 return
             except queue.Full:
+                if not self.stop.is_set():
+                    # End of input: the workers are still busy with real frames; wait for room.
+                    continue
                 # Stopping with a full queue: discard a frame to make room for the sentinel.
                 try:
                     job = self._queue.get_nowait()

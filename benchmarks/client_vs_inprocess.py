@@ -53,7 +53,7 @@ class InProcessApi:
         self._compiled = core.compile_model(self._model, "CPU", plugin_config)
         nireq = nireq or int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self._pool: queue.Queue = queue.Queue()
-        for _ in range(nireq):
+        for _request in range(nireq):
             self._pool.put(self._compiled.create_infer_request())
         self._names = [port.get_any_name() for port in self._model.outputs]
 
@@ -161,6 +161,7 @@ def main() -> int:
         }
         fps: dict[str, dict[int, float]] = {mode: {} for mode in modes}
         density: dict[str, dict] = {}
+
         def flags(mode: str) -> tuple[dict[str, object], object | None]:
             options = modes[mode]
             base = {k: v for k, v in options.items() if k != "api_obj"}
@@ -207,8 +208,8 @@ def report(fps: dict[str, dict[int, float]], density: dict[str, dict], streams: 
     print()
     print(f"frames/s (in_flight {args.in_flight}, nireq {args.nireq}, "
           f"{os.cpu_count()} CPUs; {elapsed:.0f} s)")
-    header = f"| {'mode':12s} | " + " | ".join(f"{n} stream{'s' if n > 1 else ''}"
-                                              for n in streams)
+    columns = " | ".join(f"{n} stream{'s' if n > 1 else ''}" for n in streams)
+    header = f"| {'mode':12s} | {columns}"
     header += f" | density @{args.target_fps} |"
     print(header)
     print("|" + "---|" * (len(streams) + 2))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from media import make_walk_video  # noqa: E402
+from media import make_walk_video
 
 
 def main() -> int:

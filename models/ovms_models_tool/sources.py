@@ -75,12 +75,12 @@ def _download(model: str, spec: SourceFile, dest: Path) -> None:
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
             length_header = response.headers.get("Content-Length")
             expected = int(length_header) if length_header and length_header.isdigit() else None
-            with dest.open("wb") as out, _progress(f"{model}: {spec.name}", expected) as bar:
+            with dest.open("wb") as out, _progress(f"{model}: {spec.name}", expected) as progress:
                 while chunk := response.read(CHUNK):
                     out.write(chunk)
                     digest.update(chunk)
                     received += len(chunk)
-                    bar.update(len(chunk))
+                    progress.update(len(chunk))
     except urllib.error.HTTPError as exc:
         raise ToolError(f"{model}: download of {url} failed: HTTP {exc.code} {exc.reason}") from exc
     except http.client.IncompleteRead as exc:

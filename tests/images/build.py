@@ -117,7 +117,7 @@ def wheelhouse(kind: str) -> Path:
 
 def build_rootfs(client: docker.DockerClient, spec: Spec) -> None:
     digest = tree_digest({}, f"debootstrap minbase bookworm {BASE_PACKAGES}")
-    _, label = image_label(client, spec.name)
+    _image_id, label = image_label(client, spec.name)
     if label == digest:
         log(f"{spec.name} is up to date")
         return
@@ -146,14 +146,14 @@ def build_rootfs(client: docker.DockerClient, spec: Spec) -> None:
 
 def build_dockerfile(client: docker.DockerClient, spec: Spec, names: dict[str, str]) -> None:
     assert spec.context is not None and spec.base is not None
-    base_id, _ = image_label(client, names[spec.base])
+    base_id, _base_label = image_label(client, names[spec.base])
     if base_id is None:
         raise SystemExit(f"base image {names[spec.base]} is missing; build 'base' first")
     sources = {"context": spec.context, **spec.extra}
     wheels = wheelhouse(spec.wheels) if spec.wheels else None
     wheel_names = "\n".join(sorted(p.name for p in wheels.glob("*.whl"))) if wheels else ""
     digest = tree_digest(sources, f"{base_id}\n{wheel_names}")
-    _, label = image_label(client, spec.name)
+    _image_id, label = image_label(client, spec.name)
     if label == digest:
         log(f"{spec.name} is up to date")
         return
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             build_dockerfile(client, spec, names)
     index: dict[str, dict[str, str]] = {}
     for spec in SPECS:
-        image_id, _ = image_label(client, spec.name)
+        image_id, _label = image_label(client, spec.name)
         if image_id is None:
             continue
         entry = {"name": spec.name, "id": image_id}

@@ -160,8 +160,8 @@ def test_mqtt_subscriber_receives_each_frames_detections(
     finally:
         subscriber.loop_stop()
         subscriber.disconnect()
-    assert sorted(topic for topic, _ in received) == ["shop/stream0/people",
-                                                      "shop/stream1/people"]
+    topics = sorted(topic for topic, _message in received)
+    assert topics == ["shop/stream0/people", "shop/stream1/people"]
     written = {r["stream"]: r for r in detections_of(result.stdout)}
     for topic, message in received:
         assert message == written[topic.split("/")[1]]

@@ -41,7 +41,7 @@ def free_port() -> int:
     range can be handed to any outgoing connection on the machine and the restart would fail.
     """
     rng = random.Random()
-    for _ in range(200):
+    for _attempt in range(200):
         port = rng.randrange(20000, 32000)
         with socket.socket() as sock:
             try:
@@ -385,8 +385,9 @@ def test_bad_profile_values_exit_2_naming_the_setting(tmp_path: Path, person_jpg
     assert done.stdout == ""
 
 
-def test_profile_that_disagrees_with_the_model_exits_2(standin: StandIn,
-                                                        person_jpg: Path) -> None:
+def test_profile_that_disagrees_with_the_model_exits_2(
+    standin: StandIn, person_jpg: Path
+) -> None:
     done = run_client("--input", str(person_jpg), "--server-address", standin.address,
                       "--input-size", "320x320")
     assert done.returncode == 2

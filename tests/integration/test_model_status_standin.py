@@ -202,7 +202,7 @@ def test_waits_for_a_server_that_starts_later(model_repo: Path, collections_dir:
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         # Hang up on the module's first attempt, so it has met no server before one starts.
         listener.settimeout(60)
-        connection, _ = listener.accept()
+        connection, _peer = listener.accept()
         connection.close()
     server = None
     try:

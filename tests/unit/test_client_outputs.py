@@ -44,7 +44,7 @@ def test_density_finds_the_largest_count_that_keeps_the_target() -> None:
 
 def test_density_gallops_past_a_low_estimate() -> None:
     # One stream alone is slow (2 requests in flight), but the server scales with streams.
-    trial, _ = saturating(capacity=150.0, per_stream_cap=20.0)
+    trial, _calls = saturating(capacity=150.0, per_stream_cap=20.0)
     assert find_density(trial, 14.9, max_streams=32).streams == 10
 
 
@@ -53,7 +53,7 @@ def test_density_is_bounded_by_max_streams_and_zero_when_one_stream_fails() -> N
     result = find_density(trial, 14.9, max_streams=4)
     assert (result.streams, result.capped) == (4, True)
     assert max(calls) == 4
-    slow, _ = saturating(capacity=10.0, per_stream_cap=10.0)
+    slow, _slow_calls = saturating(capacity=10.0, per_stream_cap=10.0)
     assert find_density(slow, 14.9, max_streams=8).streams == 0
 
 

@@ -77,7 +77,7 @@ def test_person_model_finds_the_walker_in_most_frames(
     walk_video: tuple[Path, list[Box]], person_model: ov.CompiledModel
 ) -> None:
     path, boxes = walk_video
-    _, frames = read_all(path)
+    _capture, frames = read_all(path)
     found = 0
     for frame, truth in zip(frames, boxes, strict=True):
         score, box = best_person(person_model, frame)

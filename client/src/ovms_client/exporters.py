@@ -72,7 +72,8 @@ class PrometheusServer:
 
     def __init__(self, address: str, port: int, metrics: Metrics,
                  server_up: Callable[[], bool]) -> None:
-        render = self._render = lambda: render_prometheus(metrics, server_up())
+        def render() -> str:
+            return render_prometheus(metrics, server_up())
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
@@ -120,7 +121,7 @@ class MqttPublisher:
     def __init__(self, broker: str, topic: str, qos: int) -> None:
         import paho.mqtt.client as mqtt
 
-        host, _, port = broker.rpartition(":")
+        host, _sep, port = broker.rpartition(":")
         self._topic = topic
         self._qos = qos
         self._connected_once = threading.Event()

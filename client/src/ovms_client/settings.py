@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -183,7 +184,7 @@ def _float_in(
         except ValueError:
             raise ValueError("expected a number") from None
         too_low = value <= low if low_open else value < low
-        if too_low or (high is not None and value > high) or value != value:
+        if too_low or (high is not None and value > high) or math.isnan(value):
             if high is not None:
                 bound = f"between {low} and {high}"
             else:
@@ -241,14 +242,14 @@ def _size(raw: Any, _base: Path) -> tuple[int, int] | None:
 
 
 def _per_channel(raw: Any, _base: Path) -> tuple[float, ...] | None:
-    items = raw if isinstance(raw, list) else [p for p in _scalar_text(raw).split(",")]
+    items = raw if isinstance(raw, list) else _scalar_text(raw).split(",")
     if items == [""]:
         return None
     try:
         values = tuple(float(v) for v in items)
     except (TypeError, ValueError):
         values = ()
-    if len(values) not in (1, 3) or any(v != v for v in values):
+    if len(values) not in (1, 3) or any(math.isnan(v) for v in values):
         raise ValueError("expected one number or three (per channel, in color_order), "
                          "e.g. 255 or 123.7,116.3,103.5")
     return values

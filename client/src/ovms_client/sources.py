@@ -45,7 +45,6 @@ class FrameSource(Protocol):
 
     def read(self) -> Frame | None:
         """The next frame, or None when the source has ended (or stop was requested)."""
-        ...
 
     def close(self) -> None: ...
 

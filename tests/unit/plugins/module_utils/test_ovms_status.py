@@ -163,7 +163,7 @@ def test_gives_up_at_the_deadline_with_the_last_answer() -> None:
 
 
 def test_reports_the_connection_error_when_the_server_never_answers() -> None:
-    result, _, _ = _wait([ServerUnreachable("refused")] * 10, timeout=1)
+    result, _clock, _opened = _wait([ServerUnreachable("refused")] * 10, timeout=1)
     assert not result.ok and result.statuses == ()
     assert result.failure_message("h:1", "kserve", 1) == (
         "Could not query OVMS at h:1 over the kserve gRPC API within 1 s: refused")

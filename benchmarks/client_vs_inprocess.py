@@ -35,7 +35,7 @@ from ovms_client.app import App
 from ovms_client.settings import load
 
 MODEL = "person-detection"
-CACHE = Path(os.environ.get("CACHE_DIR", ROOT / ".cache"))
+CACHE = Path(os.environ.get("CACHE_DIR", ROOT / ".cache")).resolve()
 MODEL_DIR = CACHE / "models/repo" / MODEL
 RESULTS = ROOT / "benchmarks/results"
 

@@ -1,6 +1,16 @@
 """Fixtures shared by every test: the Docker engine, the offline-built images, the model
-repository and the photos that test media are made from."""
+repository and the photos that test media are made from.
+
+It also makes this repository importable as ``ansible_collections.edge_retail.ovms``: modules
+import their helpers by that name, which needs a directory laid out as
+``ansible_collections/edge_retail/ovms`` on ``sys.path``. ansible-test provides one; a plain
+``pytest`` run gets a temporary one that links to the repository.
+"""
 from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
 
 import json
 import os
@@ -15,6 +25,20 @@ CACHE = Path(os.environ.get("CACHE_DIR", ROOT / ".cache")).resolve()
 DARKNET_DATA = Path("/usr/share/darknet/data")
 
 sys.path.insert(0, str(ROOT / "tests"))
+
+
+def _collections_dir() -> Path:
+    if ROOT.parent.name == "edge_retail" and ROOT.parent.parent.name == "ansible_collections":
+        return ROOT.parents[2]
+    base = Path(tempfile.mkdtemp(prefix="edge-retail-collection-"))
+    link = base / "ansible_collections" / "edge_retail" / "ovms"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(ROOT, target_is_directory=True)
+    atexit.register(shutil.rmtree, base, ignore_errors=True)
+    return base
+
+
+sys.path.insert(0, str(_collections_dir()))
 
 
 @pytest.fixture(scope="session")

@@ -96,6 +96,15 @@ CASES = {
         inventory(["store1"], ["store1", "till2"], ovms_client_server_host="nowhere"),
         'ovms_client_server_host is "nowhere", which is not in ovms_servers',
     ),
+    "client with two servers to choose from": (
+        inventory(["store1", "store2"], ["till2"]),
+        "till2 has no single OVMS server: several server hosts match (store1, store2), so the "
+        "choice is ambiguous",
+    ),
+    "client whose store has no server": (
+        inventory(["store1"], ["till2"], ovms_store="north", ovms_client_store="south"),
+        "till2 has no single OVMS server in store south: no server host matches",
+    ),
     "model not in the catalog": (
         inventory(["store1"], ["store1"], ovms_models_list=[{"name": "no-such-model"}]),
         "ovms_models_list names no-such-model, not in the catalog",
@@ -121,16 +130,22 @@ CASES = {
     ),
     "TFS client against an OVMS without that API": (
         inventory(["store1"], ["store1"], ovms_server_image="openvino/model_server",
-                  ovms_server_image_tag="2026.3", ovms_client_api="tfs"),
+                  ovms_server_image_source="pull", ovms_server_image_tag="2026.3",
+                  ovms_client_api="tfs"),
         "ovms_client_api is tfs, but store1 runs openvino/model_server:2026.3",
     ),
     "server archive missing on the controller": (
         inventory(["store1"], ["store1"], ovms_server_image_archive="/nonexistent/ovms.tar"),
         'ovms_server_image_archive "/nonexistent/ovms.tar" is not a file on the controller',
     ),
+    "server archive holding another image": (
+        inventory(["store1"], ["store1"], ovms_server_image_archive=str(CACHE / "images/proxy.tar")),
+        f"ovms_server_image_archive: {CACHE / 'images/proxy.tar'} does not hold "
+        "edge-retail/ovms-standin:test; it holds edge-retail/ovms-proxy:1.22-1",
+    ),
     "client archive missing on the controller": (
         inventory(["store1"], ["store1"], ovms_client_image_archive="/nonexistent/client.tar"),
-        'ovms_client_image_archive: "/nonexistent/client.tar" is not a file on the controller',
+        'ovms_client_image_archive "/nonexistent/client.tar" is not a file on the controller',
     ),
 }
 

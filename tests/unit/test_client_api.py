@@ -75,6 +75,8 @@ def test_channel_options_shorten_reconnect_backoff_and_override_server_name(
     options = dict(channel_options(settings(tmp_path, "127.0.0.1:9000", "kserve",
                                             tls_ca=str(ca), tls_server_name="ovms.store")))
     assert options["grpc.max_reconnect_backoff_ms"] <= 5000
+    # A dead connection after a network cut is noticed by keepalive, not by TCP's retries.
+    assert options["grpc.keepalive_time_ms"] + options["grpc.keepalive_timeout_ms"] <= 20000
     assert options["grpc.ssl_target_name_override"] == "ovms.store"
     plain = dict(channel_options(settings(tmp_path, "127.0.0.1:9000", "kserve")))
     assert "grpc.ssl_target_name_override" not in plain

@@ -3,6 +3,7 @@ them, without a server (the integration tests run them against the stand-in)."""
 
 from __future__ import annotations
 
+import json
 import threading
 import urllib.error
 import urllib.request
@@ -16,7 +17,7 @@ from ovms_client.app import App
 from ovms_client.density import MAX_TRIALS, find_density
 from ovms_client.errors import ConfigError
 from ovms_client.exporters import Annotator, PrometheusServer, render_prometheus
-from ovms_client.results import Metrics
+from ovms_client.results import JsonLinesWriter, Metrics
 from ovms_client.settings import load
 from test_client_pipeline import ScriptedApi, gray_frames, settings_for
 
@@ -131,6 +132,8 @@ def test_app_writes_annotated_frames_and_serves_metrics_while_running(tmp_path: 
     ({"scale": "255"}, "'mean' and 'scale' need dtype float32"),
     ({"scale": "0", "dtype": "float32"}, "'scale'.*cannot be 0"),
     ({"density_trial_s": "0.5"}, "setting 'density_trial_s'"),
+    ({"output_max_mb": "-1"}, "setting 'output_max_mb'"),
+    ({"output_backups": "0"}, "setting 'output_backups'"),
 ])
 def test_bad_output_and_adapter_settings_name_the_setting(tmp_path: Path, flags: dict,
                                                           message: str) -> None:
@@ -146,3 +149,35 @@ def test_density_refuses_a_live_first_input(tmp_path: Path) -> None:
                     tmp_path)
     with pytest.raises(ConfigError, match="'stream_density' needs a video file or image"):
         App(settings, threading.Event(), ScriptedApi()).run()
+
+
+def test_results_file_rotates_keeping_the_newest_backups_and_every_line_whole(
+        tmp_path: Path) -> None:
+    output = tmp_path / "results" / "detections.jsonl"
+    output.parent.mkdir()
+    output.write_text('{"n":-1}\n')  # a previous run's line: appended to, not erased
+    writer = JsonLinesWriter(str(output), max_bytes=200, backups=2)
+    for n in range(60):
+        writer.write({"n": n, "pad": "x" * 20})
+    writer.close()
+    files = sorted(p.name for p in output.parent.iterdir())
+    assert files == ["detections.jsonl", "detections.jsonl.1", "detections.jsonl.2"]
+    assert writer.rotations > 2  # older backups were deleted, not kept
+    for path in output.parent.iterdir():
+        assert path.stat().st_size <= 200
+    newest_first = [output, output.with_name("detections.jsonl.1"),
+                    output.with_name("detections.jsonl.2")]
+    numbers = [json.loads(line)["n"] for path in reversed(newest_first)
+               for line in path.read_text().splitlines()]
+    # The kept lines are the last ones written, in order, none split or lost between files.
+    assert numbers == list(range(60 - len(numbers), 60))
+
+
+def test_results_file_grows_without_limit_when_rotation_is_off(tmp_path: Path) -> None:
+    output = tmp_path / "detections.jsonl"
+    writer = JsonLinesWriter(str(output), max_bytes=0)
+    for n in range(50):
+        writer.write({"n": n, "pad": "x" * 20})
+    writer.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["detections.jsonl"]
+    assert len(output.read_text().splitlines()) == 50

@@ -74,6 +74,10 @@ class ServingApi(Protocol):
     def close(self) -> None: ...
 
 
+KEEPALIVE_TIME_MS = 10000
+KEEPALIVE_TIMEOUT_MS = 5000
+
+
 def channel_options(settings: Settings) -> list[tuple[str, int | str]]:
     options: list[tuple[str, int | str]] = [
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -83,6 +87,13 @@ def channel_options(settings: Settings) -> list[tuple[str, int | str]]:
         ("grpc.initial_reconnect_backoff_ms", 500),
         ("grpc.min_reconnect_backoff_ms", 500),
         ("grpc.max_reconnect_backoff_ms", 3000),
+        # After a network cut the old TCP connection is dead without either side being told;
+        # gRPC would wait for TCP's retransmission backoff (tens of seconds) before sending
+        # again. A keepalive ping that goes unanswered closes it and a new connection is made
+        # as soon as the path is back. Pings go out only while requests are in flight, which
+        # servers' ping policies (OVMS, nginx) accept.
+        ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
     ]
     if settings.tls_server_name:
         options.append(("grpc.ssl_target_name_override", settings.tls_server_name))

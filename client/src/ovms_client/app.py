@@ -116,7 +116,8 @@ class App:
             if not settings.stream_density:
                 for spec in settings.inputs:
                     sources.append(make_source(spec, settings.loop, self.stop))
-            writer = JsonLinesWriter(settings.output)
+            writer = JsonLinesWriter(settings.output, int(settings.output_max_mb * 1024 * 1024),
+                                     settings.output_backups)
         except ClientError:
             for source in sources:
                 source.close()

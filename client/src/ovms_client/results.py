@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import json
+import logging
 import sys
 import threading
 import time
@@ -17,6 +18,8 @@ import numpy as np
 
 from ovms_client.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 # Percentiles in the summary cover at most this many recent frames per stream.
 SUMMARY_SAMPLES = 100_000
 # Upper bounds (seconds) of the Prometheus request-latency histogram buckets.
@@ -26,20 +29,33 @@ FPS_WINDOW_S = 5.0
 
 
 class JsonLinesWriter:
-    """Thread-safe; each line is flushed so a reader (or a killed container) sees it whole."""
+    """Thread-safe; each line is flushed so a reader (or a killed container) sees it whole.
 
-    def __init__(self, output: str) -> None:
+    A client at a store runs for months on a looped camera: with ``max_bytes`` the file is
+    rotated like logrotate does (FILE -> FILE.1 -> ... -> FILE.N, the oldest deleted), so the
+    disk holds at most (backups + 1) x max_bytes of results. Rotation happens between lines,
+    so no line is split across files.
+    """
+
+    def __init__(self, output: str, max_bytes: int = 0, backups: int = 4) -> None:
         self._lock = threading.Lock()
         self._closed = False
+        self._max_bytes = max_bytes
+        self._backups = backups
+        self._size = 0
+        self.rotations = 0
         if output == "-":
             self._file: IO[str] = sys.stdout
             self._owned = False
+            self._path: Path | None = None
             return
         path = Path(output)
+        self._path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # Append: a restarted container must not erase what the previous run wrote.
             self._file = path.open("a", encoding="utf-8")
+            self._size = path.stat().st_size
         except OSError as exc:
             raise ConfigError(f"cannot open output file {path} (setting 'output'): "
                               f"{exc.strerror}") from None
@@ -51,8 +67,31 @@ class JsonLinesWriter:
             # A request that outlived the stop grace period may finish after the summary.
             if self._closed:
                 return
+            if self._max_bytes and self._size and self._size + len(line) > self._max_bytes:
+                self._rotate()
             self._file.write(line)
             self._file.flush()
+            self._size += len(line.encode("utf-8"))
+
+    def _rotate(self) -> None:
+        assert self._path is not None
+        path = self._path
+        try:
+            self._file.close()
+            for index in range(self._backups, 0, -1):
+                older = path.with_name(f"{path.name}.{index}")
+                if index == self._backups:
+                    older.unlink(missing_ok=True)
+                    continue
+                if older.exists():
+                    older.rename(path.with_name(f"{path.name}.{index + 1}"))
+            path.rename(path.with_name(f"{path.name}.1"))
+        except OSError as exc:
+            # Losing rotation must not lose results: keep appending to the current file.
+            log.warning("cannot rotate %s (%s); appending to it", path, exc.strerror)
+        self._file = path.open("a", encoding="utf-8")
+        self._size = path.stat().st_size
+        self.rotations += 1
 
     def close(self) -> None:
         with self._lock:

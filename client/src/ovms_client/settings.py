@@ -89,6 +89,8 @@ class Settings:
     yolo_variant: str = "auto"
     labels: Path | None = None
     output: str = "-"
+    output_max_mb: float = 64.0
+    output_backups: int = 4
     annotate_dir: Path | None = None
     mqtt_broker: str | None = None
     mqtt_topic: str = "ovms-client/{stream}"
@@ -398,6 +400,10 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("labels", _existing_file, "labels file: one label per line (line N = class N) "
               "or 'ID LABEL' lines"),
     FieldSpec("output", _output, "results file (JSON lines); '-' for stdout"),
+    FieldSpec("output_max_mb", _float_in(0.0, None), "rotate the results file when it "
+              "passes this many MiB (FILE -> FILE.1 -> ...); 0 = never"),
+    FieldSpec("output_backups", _int_in(1, 100), "rotated results files kept (FILE.1 is "
+              "the newest); older ones are deleted"),
     FieldSpec("annotate_dir", _directory, "write each frame with its results drawn on it as "
               "JPEG files into this directory (one subdirectory per stream); off when unset"),
     FieldSpec("mqtt_broker", _address, "publish each frame's results to this MQTT broker "

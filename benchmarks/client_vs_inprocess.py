@@ -181,8 +181,8 @@ def main() -> int:
         # Frames per CPU-second of this process plus the stand-in: what a frame costs whatever
         # share of the CPUs the other work on a shared machine leaves to each run.
         per_cpu_s: dict[str, dict[int, float]] = {mode: {} for mode in modes}
-        runs: dict[str, dict[int, list[dict[str, float]]]] = {m: {n: [] for n in streams}
-                                                             for m in modes}
+        runs: dict[str, dict[int, list[dict[str, float]]]] = {
+            m: {n: [] for n in streams} for m in modes}
         density: dict[str, dict] = {}
 
         def flags(mode: str) -> tuple[dict[str, object], object | None]:

@@ -15,6 +15,11 @@ command -v debootstrap >/dev/null 2>&1 || apt_packages+=(debootstrap)
 command -v openssl >/dev/null 2>&1 || apt_packages+=(openssl)
 # The client's MQTT test runs its own broker on loopback.
 [ -x /usr/sbin/mosquitto ] || apt_packages+=(mosquitto)
+# An RTSP camera on loopback for the client's RTSP test: GStreamer's RTSP server through the
+# system Python's GObject bindings, sending JPEG frames as RTP (no encoder needed).
+/usr/bin/python3 -c 'import gi; gi.require_version("Gst", "1.0"); gi.require_version("GstRtspServer", "1.0")
+from gi.repository import Gst; Gst.init(None); assert Gst.ElementFactory.find("rtpjpegpay")' 2>/dev/null \
+  || apt_packages+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
 
 if [ "${#apt_packages[@]}" -gt 0 ]; then
   echo "ensure-engine: installing ${apt_packages[*]} with apt-get"

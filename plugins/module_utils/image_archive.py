@@ -49,7 +49,8 @@ class ArchiveInfo:
 def _config_id(config_path: str) -> str:
     # "blobs/sha256/<hex>" (OCI layout) or "<hex>.json" (older docker save).
     name = config_path.rsplit("/", 1)[-1]
-    if name.endswith(".json"):
+    # Slices, not str.removesuffix: module_utils stay importable on Python 3.8 hosts.
+    if name.endswith(".json"):  # noqa: FURB188
         name = name[: -len(".json")]
     if len(name) != 64 or any(c not in "0123456789abcdef" for c in name):
         raise ImageArchiveError(f"{MANIFEST} names config {config_path!r}, not a sha256 digest")
@@ -99,7 +100,7 @@ def read_archive(path: str) -> ArchiveInfo:
 def normalize_reference(name: str, tag: str) -> str:
     """The form ``docker save`` writes in RepoTags: no docker.io/ or library/ prefix."""
     for prefix in ("docker.io/", "index.docker.io/"):
-        if name.startswith(prefix):
+        if name.startswith(prefix):  # noqa: FURB188
             name = name[len(prefix):]
     if name.startswith("library/") and name.count("/") == 1:
         name = name[len("library/"):]

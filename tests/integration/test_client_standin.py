@@ -530,3 +530,77 @@ def test_tls_refusals_exit_3_with_the_reason(relay: TlsRelay, pki: Path, person_
     if missing == "server name":
         # The certificate names ovms.store.test, not the 127.0.0.1 the client dialled.
         assert "Hostname Verification Check failed" in done.stderr
+
+
+class RtspCamera:
+    """rtsp://127.0.0.1:PORT/cam served by GStreamer's RTSP server (tests/rtsp_camera.py) from
+    the walk scene's frames; it can be stopped and started again on the same port."""
+
+    SIZE = (320, 180)
+
+    def __init__(self, folder: Path) -> None:
+        self.port = free_port()
+        self.folder = folder
+        for index, frame in enumerate(walk_frames(10, self.SIZE)):
+            cv2.imwrite(str(folder / f"frame{index:03d}.jpg"), frame.image)
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["/usr/bin/python3", str(Path(__file__).parents[1] / "rtsp_camera.py"),
+             str(self.folder / "frame%03d.jpg"), str(self.SIZE[0]), str(self.SIZE[1]),
+             str(self.port)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        assert line.strip() == "ready", line + self.process.stdout.read()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+    @property
+    def url(self) -> str:
+        return f"rtsp://127.0.0.1:{self.port}/cam"
+
+
+def test_rtsp_camera_gives_detections_and_is_reopened_after_it_goes_away(
+        standin: StandIn, tmp_path: Path) -> None:
+    frames_dir = tmp_path / "frames"
+    frames_dir.mkdir()
+    camera = RtspCamera(frames_dir)
+    camera.start()
+    output = tmp_path / "out.jsonl"
+    stderr = tmp_path / "client.stderr"
+    with stderr.open("w") as err:
+        client = subprocess.Popen(
+            client_command("--input", camera.url, "--server-address", standin.address,
+                           "--output", str(output)),
+            env=client_env(), stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        wait_for(lambda: count_frames(output) >= 20, "frames from the RTSP camera")
+        camera.stop()
+        wait_for(lambda: "lost input" in stderr.read_text(), "the client to notice the loss")
+        before = count_frames(output)
+        time.sleep(1.5)  # the camera stays away across a few reconnect attempts
+        assert client.poll() is None, stderr.read_text()
+        camera.start()
+        wait_for(lambda: count_frames(output) >= before + 20, "frames after the camera's return")
+        client.send_signal(signal.SIGTERM)
+        assert client.wait(30) == 0, stderr.read_text()
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+        camera.stop()
+    log = stderr.read_text()
+    assert "is back after" in log, log
+    lines = records(output.read_text())
+    detections = [r for r in lines if r["type"] == "detections"]
+    assert all(r["width"] == RtspCamera.SIZE[0] for r in detections)
+    people = [d for r in detections for d in r["detections"]
+              if d["label"] == "person" and d["score"] > 0.5]
+    assert len(people) >= len(detections) // 2, f"{len(people)} people in {len(detections)} frames"
+    assert lines[-1]["type"] == "summary" and lines[-1]["stopped_by"] == "signal"

@@ -113,7 +113,5 @@ def test_failed_upgrade_rolls_back_to_the_previous_image(
         finally:
             client.close()
     finally:
-        try:
-            docker_client.containers.get(name).remove(force=True)
-        except Exception:  # noqa: BLE001 - already gone is fine
-            pass
+        for container in docker_client.containers.list(all=True, filters={"name": name}):
+            container.remove(force=True)

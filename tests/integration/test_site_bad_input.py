@@ -98,8 +98,8 @@ CASES = {
     ),
     "client with two servers to choose from": (
         inventory(["store1", "store2"], ["till2"]),
-        "till2 has no single OVMS server: several server hosts match (store1, store2), so the "
-        "choice is ambiguous",
+        ("till2 has no single OVMS server: several server hosts match (store1, store2), so the "
+         "choice is ambiguous"),
     ),
     "client whose store has no server": (
         inventory(["store1"], ["till2"], ovms_store="north", ovms_client_store="south"),
@@ -140,8 +140,8 @@ CASES = {
     ),
     "server archive holding another image": (
         inventory(["store1"], ["store1"], ovms_server_image_archive=str(CACHE / "images/proxy.tar")),
-        f"ovms_server_image_archive: {CACHE / 'images/proxy.tar'} does not hold "
-        "edge-retail/ovms-standin:test; it holds edge-retail/ovms-proxy:1.22-1",
+        (f"ovms_server_image_archive: {CACHE / 'images/proxy.tar'} does not hold "
+         "edge-retail/ovms-standin:test; it holds edge-retail/ovms-proxy:1.22-1"),
     ),
     "client archive missing on the controller": (
         inventory(["store1"], ["store1"], ovms_client_image_archive="/nonexistent/client.tar"),

@@ -62,22 +62,23 @@ EXAMPLES = r"""
 RETURN = r"""
 repo_tags:
   description: Every C(name:tag) the archive holds.
-  returned: always
+  returned: when the archive could be read
   type: list
   elements: str
   sample: [openvino/model_server:2026.4.1]
 config_ids:
   description: The config digest (image ID with Docker's classic image store) of each image.
-  returned: always
+  returned: success
   type: list
   elements: str
   sample: [sha256:7b33650419f6b68ad51784d1935c0c7e6dda53ab04010e059ceee7d3ed77b60f]
 image_ids:
   description:
     - IDs that O(name):O(tag) may show in C(docker image inspect) once loaded, the config digest
-      and, for archives with an OCI C(index.json), the manifest digest (containerd image store).
+      and, for single-image archives with an OCI C(index.json), the manifest digest (containerd
+      image store).
     - Empty when O(name) is not given.
-  returned: always
+  returned: success
   type: list
   elements: str
   sample: [sha256:7b33650419f6b68ad51784d1935c0c7e6dda53ab04010e059ceee7d3ed77b60f]

@@ -543,17 +543,24 @@ class RtspCamera:
         self.folder = folder
         for index, frame in enumerate(walk_frames(10, self.SIZE)):
             cv2.imwrite(str(folder / f"frame{index:03d}.jpg"), frame.image)
-        self.process: subprocess.Popen[str] | None = None
+        self.log = folder.parent / "rtsp-camera.log"
+        self.starts = 0
+        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["/usr/bin/python3", str(Path(__file__).parents[1] / "rtsp_camera.py"),
-             str(self.folder / "frame%03d.jpg"), str(self.SIZE[0]), str(self.SIZE[1]),
-             str(self.port)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        assert line.strip() == "ready", line + self.process.stdout.read()
+        # Output goes to a file: a pipe nobody reads could fill up and stall the server.
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                ["/usr/bin/python3", str(Path(__file__).parents[1] / "rtsp_camera.py"),
+                 str(self.folder / "frame%03d.jpg"), str(self.SIZE[0]), str(self.SIZE[1]),
+                 str(self.port)],
+                stdout=log, stderr=subprocess.STDOUT)
+        process = self.process
+        wait_for(lambda: process.poll() is not None
+                 or self.log.read_text().count("ready") > self.starts, "the RTSP camera",
+                 timeout=30)
+        assert process.poll() is None, self.log.read_text()
+        self.starts += 1
 
     def stop(self) -> None:
         if self.process is not None:
@@ -571,15 +578,16 @@ def test_rtsp_camera_gives_detections_and_is_reopened_after_it_goes_away(
     frames_dir = tmp_path / "frames"
     frames_dir.mkdir()
     camera = RtspCamera(frames_dir)
-    camera.start()
     output = tmp_path / "out.jsonl"
     stderr = tmp_path / "client.stderr"
-    with stderr.open("w") as err:
-        client = subprocess.Popen(
-            client_command("--input", camera.url, "--server-address", standin.address,
-                           "--output", str(output)),
-            env=client_env(), stdout=subprocess.DEVNULL, stderr=err)
+    client: subprocess.Popen[bytes] | None = None
     try:
+        camera.start()
+        with stderr.open("w") as err:
+            client = subprocess.Popen(
+                client_command("--input", camera.url, "--server-address", standin.address,
+                               "--output", str(output)),
+                env=client_env(), stdout=subprocess.DEVNULL, stderr=err)
         wait_for(lambda: count_frames(output) >= 20, "frames from the RTSP camera")
         camera.stop()
         wait_for(lambda: "lost input" in stderr.read_text(), "the client to notice the loss")
@@ -591,7 +599,7 @@ def test_rtsp_camera_gives_detections_and_is_reopened_after_it_goes_away(
         client.send_signal(signal.SIGTERM)
         assert client.wait(30) == 0, stderr.read_text()
     finally:
-        if client.poll() is None:
+        if client is not None and client.poll() is None:
             client.kill()
             client.wait()
         camera.stop()

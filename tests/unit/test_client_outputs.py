@@ -181,3 +181,29 @@ def test_results_file_grows_without_limit_when_rotation_is_off(tmp_path: Path) -
     writer.close()
     assert [p.name for p in tmp_path.iterdir()] == ["detections.jsonl"]
     assert len(output.read_text().splitlines()) == 50
+
+
+def test_results_on_stdout_are_never_rotated(capsys: pytest.CaptureFixture[str]) -> None:
+    writer = JsonLinesWriter("-", max_bytes=100, backups=2)
+    for n in range(20):
+        writer.write({"n": n, "pad": "x" * 20})
+    writer.close()
+    assert [json.loads(line)["n"] for line in capsys.readouterr().out.splitlines()] == \
+        list(range(20))
+    assert writer.rotations == 0
+
+
+def test_rotation_that_cannot_rename_keeps_appending_and_warns_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    folder = tmp_path / "results"
+    folder.mkdir()
+    output = folder / "detections.jsonl"
+    # The oldest backup's name is taken by a directory that cannot be removed (even as root).
+    (folder / "detections.jsonl.2" / "keep").mkdir(parents=True)
+    writer = JsonLinesWriter(str(output), max_bytes=200, backups=2)
+    for n in range(8):
+        writer.write({"n": n, "pad": "x" * 20})
+    writer.close()
+    assert [json.loads(line)["n"] for line in output.read_text().splitlines()] == list(range(8))
+    assert writer.rotations == 0
+    assert len([r for r in caplog.records if "cannot rotate" in r.getMessage()]) == 1

@@ -67,17 +67,16 @@ class JsonLinesWriter:
             # A request that outlived the stop grace period may finish after the summary.
             if self._closed:
                 return
-            if self._max_bytes and self._size and self._size + len(line) > self._max_bytes:
-                self._rotate()
+            if (self._path is not None and self._max_bytes and self._size
+                    and self._size + len(line) > self._max_bytes):
+                self._rotate(self._path)
             self._file.write(line)
             self._file.flush()
             self._size += len(line.encode("utf-8"))
 
-    def _rotate(self) -> None:
-        assert self._path is not None
-        path = self._path
+    def _rotate(self, path: Path) -> None:
+        self._file.close()
         try:
-            self._file.close()
             for index in range(self._backups, 0, -1):
                 older = path.with_name(f"{path.name}.{index}")
                 if index == self._backups:
@@ -87,10 +86,14 @@ class JsonLinesWriter:
                     older.rename(path.with_name(f"{path.name}.{index + 1}"))
             path.rename(path.with_name(f"{path.name}.1"))
         except OSError as exc:
-            # Losing rotation must not lose results: keep appending to the current file.
+            # Losing rotation must not lose results: keep appending to the current file, and
+            # try again only after another max_bytes, not on every line.
             log.warning("cannot rotate %s (%s); appending to it", path, exc.strerror)
+            self._file = path.open("a", encoding="utf-8")
+            self._size = 0
+            return
         self._file = path.open("a", encoding="utf-8")
-        self._size = path.stat().st_size
+        self._size = 0
         self.rotations += 1
 
     def close(self) -> None:

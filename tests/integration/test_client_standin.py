@@ -334,17 +334,20 @@ class MjpegCamera:
         return f"http://127.0.0.1:{self.port}/cam.mjpg"
 
 
-def test_network_camera_that_goes_away_is_reopened(standin: StandIn, tmp_path: Path) -> None:
-    camera = MjpegCamera()
-    camera.start()
+def run_through_camera_outage(camera: MjpegCamera | RtspCamera, standin: StandIn,
+                              tmp_path: Path) -> tuple[str, list[dict]]:
+    """The client on a network camera that goes away for a while and comes back; SIGTERM once
+    frames flow again. Returns the client's log and its result records."""
     output = tmp_path / "out.jsonl"
     stderr = tmp_path / "client.stderr"
-    with stderr.open("w") as err:
-        client = subprocess.Popen(
-            client_command("--input", camera.url, "--server-address", standin.address,
-                           "--output", str(output)),
-            env=client_env(), stdout=subprocess.DEVNULL, stderr=err)
+    client: subprocess.Popen[bytes] | None = None
     try:
+        camera.start()
+        with stderr.open("w") as err:
+            client = subprocess.Popen(
+                client_command("--input", camera.url, "--server-address", standin.address,
+                               "--output", str(output)),
+                env=client_env(), stdout=subprocess.DEVNULL, stderr=err)
         wait_for(lambda: count_frames(output) >= 20, "frames from the camera")
         camera.stop()
         wait_for(lambda: "lost input" in stderr.read_text(), "the client to notice the loss")
@@ -356,14 +359,17 @@ def test_network_camera_that_goes_away_is_reopened(standin: StandIn, tmp_path: P
         client.send_signal(signal.SIGTERM)
         assert client.wait(30) == 0, stderr.read_text()
     finally:
-        if client.poll() is None:
+        if client is not None and client.poll() is None:
             client.kill()
             client.wait()
         camera.stop()
-    log = stderr.read_text()
+    return stderr.read_text(), records(output.read_text())
+
+
+def test_network_camera_that_goes_away_is_reopened(standin: StandIn, tmp_path: Path) -> None:
+    log, lines = run_through_camera_outage(MjpegCamera(), standin, tmp_path)
     assert log.count("lost input") == 1, log
     assert "is back after" in log
-    lines = records(output.read_text())
     frames = [r["frame"] for r in lines if r["type"] == "detections"]
     assert frames == sorted(frames) and len(set(frames)) == len(frames)
     assert all(r["width"] == 320 for r in lines if r["type"] == "detections")
@@ -577,35 +583,8 @@ def test_rtsp_camera_gives_detections_and_is_reopened_after_it_goes_away(
         standin: StandIn, tmp_path: Path) -> None:
     frames_dir = tmp_path / "frames"
     frames_dir.mkdir()
-    camera = RtspCamera(frames_dir)
-    output = tmp_path / "out.jsonl"
-    stderr = tmp_path / "client.stderr"
-    client: subprocess.Popen[bytes] | None = None
-    try:
-        camera.start()
-        with stderr.open("w") as err:
-            client = subprocess.Popen(
-                client_command("--input", camera.url, "--server-address", standin.address,
-                               "--output", str(output)),
-                env=client_env(), stdout=subprocess.DEVNULL, stderr=err)
-        wait_for(lambda: count_frames(output) >= 20, "frames from the RTSP camera")
-        camera.stop()
-        wait_for(lambda: "lost input" in stderr.read_text(), "the client to notice the loss")
-        before = count_frames(output)
-        time.sleep(1.5)  # the camera stays away across a few reconnect attempts
-        assert client.poll() is None, stderr.read_text()
-        camera.start()
-        wait_for(lambda: count_frames(output) >= before + 20, "frames after the camera's return")
-        client.send_signal(signal.SIGTERM)
-        assert client.wait(30) == 0, stderr.read_text()
-    finally:
-        if client is not None and client.poll() is None:
-            client.kill()
-            client.wait()
-        camera.stop()
-    log = stderr.read_text()
+    log, lines = run_through_camera_outage(RtspCamera(frames_dir), standin, tmp_path)
     assert "is back after" in log, log
-    lines = records(output.read_text())
     detections = [r for r in lines if r["type"] == "detections"]
     assert all(r["width"] == RtspCamera.SIZE[0] for r in detections)
     people = [d for r in detections for d in r["detections"]

@@ -232,3 +232,45 @@ def test_readme_documents_every_setting() -> None:
     for spec in FIELDS:
         assert f"| `{spec.name}`" in readme, spec.name
         assert f"`{env_name(spec.name)}`" in readme, spec.name
+
+
+def test_input_fps_defaults_to_unpaced_and_comes_from_every_layer(media: Path) -> None:
+    profile = write_profile(media)
+    assert load({}, {}, media, str(profile)).input_fps == 0.0
+    assert load({}, {}, media, str(write_profile(media, input_fps=2))).input_fps == 2.0
+    assert load({}, {"OVMS_CLIENT_INPUT_FPS": "2.5"}, media, str(profile)).input_fps == 2.5
+    assert load({"input_fps": "0.5"}, {"OVMS_CLIENT_INPUT_FPS": "2.5"}, media,
+                str(profile)).input_fps == 0.5
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(-1, "expected a number >= 0.0"), ("fast", "expected a number"),
+     (True, "expected a number")],
+)
+def test_bad_input_fps_in_profile_names_setting_and_origin(
+    media: Path, value: object, expected: str
+) -> None:
+    profile = write_profile(media, input_fps=value)
+    with pytest.raises(ConfigError) as caught:
+        load({}, {}, media, str(profile))
+    message = str(caught.value)
+    assert "setting 'input_fps'" in message
+    assert f"profile {profile}, key 'input_fps'" in message
+    assert expected in message
+
+
+def test_bad_input_fps_names_the_variable_or_flag(media: Path) -> None:
+    profile = write_profile(media)
+    with pytest.raises(ConfigError, match=r"'input_fps' \(from environment variable "
+                                          r"OVMS_CLIENT_INPUT_FPS\): expected a number"):
+        load({}, {"OVMS_CLIENT_INPUT_FPS": "2fps"}, media, str(profile))
+    with pytest.raises(ConfigError, match=r"'input_fps' \(from flag --input-fps\): expected "
+                                          r"a number >= 0.0"):
+        load({"input_fps": "-0.5"}, {}, media, str(profile))
+
+
+def test_cli_input_fps_flag(media: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    profile = write_profile(media)
+    assert cli.main(["--profile", str(profile), "--check", "--input-fps", "2"]) == ExitCode.OK
+    assert json.loads(capsys.readouterr().out)["input_fps"] == 2.0

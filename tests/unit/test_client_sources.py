@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 from ovms_client.errors import InputError
 from ovms_client.settings import InputSpec, SourceKind
-from ovms_client.sources import ImageFolderSource, LiveSource, VideoFileSource, make_source
+from ovms_client.sources import (
+    Frame,
+    ImageFolderSource,
+    LiveSource,
+    PacedSource,
+    Pacer,
+    VideoFileSource,
+    make_source,
+)
 
 
 def write_video(path: Path, frames: int, size: tuple[int, int] = (64, 48)) -> Path:
@@ -157,3 +165,120 @@ def test_live_source_returns_none_when_stopped_while_reconnecting() -> None:
     source = LiveSource(spec, stop, opener, initial_backoff=0.001, max_backoff=0.001)
     assert source.read() is None
     assert len(attempts) == 3
+
+
+class FakeClock:
+    """A monotonic clock that only moves when told to or when slept on: no real time passes."""
+
+    def __init__(self, start: float = 100.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_pacer_spaces_frames_one_interval_apart() -> None:
+    clock = FakeClock()
+    pacer = Pacer(5.0, clock.sleep, clock)
+    pacer.wait()  # the first frame is due at once
+    assert clock.sleeps == []
+    for _frame in range(3):
+        clock.advance(0.05)  # decode, preprocess, enqueue: time that counts towards the 0.2 s
+        pacer.wait()
+    assert clock.sleeps == pytest.approx([0.15, 0.15, 0.15])
+    assert clock.now == pytest.approx(100.0 + 3 * 0.2)
+
+
+def test_pacer_reschedules_a_late_reader_instead_of_bursting() -> None:
+    clock = FakeClock()
+    pacer = Pacer(5.0, clock.sleep, clock)
+    pacer.wait()
+    clock.advance(1.0)  # a slow server held the reader up for five intervals
+    pacer.wait()
+    assert clock.sleeps == []  # late: read at once...
+    pacer.wait()
+    pacer.wait()
+    # ...but then one full interval per frame from that read, not the four missed frames.
+    assert clock.sleeps == pytest.approx([0.2, 0.2])
+
+
+def test_pacer_keeps_the_rate_when_sleep_overshoots() -> None:
+    clock = FakeClock()
+
+    def sleepy(seconds: float) -> None:
+        clock.sleep(seconds)
+        clock.advance(0.01)  # the OS wakes the thread a little late
+
+    pacer = Pacer(5.0, sleepy, clock)
+    for _frame in range(4):
+        pacer.wait()
+    # Each frame stays on the 0.2 s grid: the overshoot is taken off the next sleep.
+    assert clock.sleeps == pytest.approx([0.2, 0.19, 0.19])
+
+
+def test_pacer_with_zero_fps_never_sleeps_or_reads_the_clock() -> None:
+    def clock() -> float:
+        raise AssertionError("an unpaced reader must not consult the clock")
+
+    def sleep(_seconds: float) -> None:
+        raise AssertionError("an unpaced reader must not sleep")
+
+    pacer = Pacer(0.0, sleep, clock)
+    for _frame in range(100):
+        pacer.wait()
+
+
+class ListSource:
+    def __init__(self, count: int, live: bool = False) -> None:
+        self.live = live
+        self.left = count
+        self.index = 0
+        self.closed = False
+
+    def read(self) -> Frame | None:
+        if self.left == 0:
+            return None
+        self.left -= 1
+        frame = Frame(self.index, 0.0, np.zeros((1, 1, 3), np.uint8))
+        self.index += 1
+        return frame
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_paced_source_waits_before_each_read_and_ends_on_stop() -> None:
+    clock = FakeClock()
+    stop = threading.Event()
+    inner = ListSource(10, live=True)
+    source = PacedSource(inner, Pacer(2.0, clock.sleep, clock), stop)
+    assert source.live is True
+    assert [f.index for f in drain(source, limit=3)] == [0, 1, 2]
+    assert clock.sleeps == pytest.approx([0.5, 0.5])
+    stop.set()
+    assert source.read() is None
+    assert inner.index == 3  # stopping did not consume a frame
+    source.close()
+    assert inner.closed
+
+
+def test_make_source_paces_only_when_input_fps_is_set(tmp_path: Path) -> None:
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((4, 4, 3), np.uint8))
+    spec = InputSpec("s", str(tmp_path), SourceKind.IMAGES)
+    stop = threading.Event()
+    assert isinstance(make_source(spec, True, stop), ImageFolderSource)
+    assert isinstance(make_source(spec, True, stop, 0.0), ImageFolderSource)
+    paced = make_source(spec, True, stop, 4.0)
+    assert isinstance(paced, PacedSource)
+    assert isinstance(paced.source, ImageFolderSource)
+    assert paced.pacer.interval == pytest.approx(0.25)
+    assert paced.live is False
+    paced.close()

@@ -115,7 +115,8 @@ class App:
         try:
             if not settings.stream_density:
                 for spec in settings.inputs:
-                    sources.append(make_source(spec, settings.loop, self.stop))
+                    sources.append(make_source(spec, settings.loop, self.stop,
+                                               settings.input_fps))
             writer = JsonLinesWriter(settings.output, int(settings.output_max_mb * 1024 * 1024),
                                      settings.output_backups)
         except ClientError:
@@ -214,6 +215,8 @@ class App:
                 raise StopRequested
             trial_stop = threading.Event()
             specs = [InputSpec(f"density{i}", first.source, first.kind) for i in range(count)]
+            # Not paced (input_fps does not apply): a trial measures what each stream can
+            # sustain, which a paced reader would cap.
             metrics = Metrics([spec.stream_id for spec in specs])
             runners = [
                 StreamRunner(spec, make_source(spec, True, trial_stop), link, input_name,

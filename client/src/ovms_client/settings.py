@@ -75,6 +75,7 @@ class Settings:
     tls_key: Path | None = None
     tls_server_name: str | None = None
     loop: bool = False
+    input_fps: float = 0.0
     input_name: str | None = None
     input_size: tuple[int, int] | None = None
     layout: str = "NHWC"
@@ -380,6 +381,8 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("inputs", _inputs, "input sources: video file, image file or folder, camera "
               "(/dev/videoN or index), rtsp:// URL; comma-separated in env", required=True),
     FieldSpec("loop", _bool, "restart video files and image folders at their end"),
+    FieldSpec("input_fps", _float_in(0.0, None), "read at most this many frames/s per "
+              "stream instead of as fast as the server answers; 0 = not paced"),
     FieldSpec("input_name", _text, "model input name; default: the model's only input"),
     FieldSpec("input_size", _size, "model input WIDTHxHEIGHT; default: from model metadata"),
     FieldSpec("layout", _choice("NHWC", "NCHW", upper=True), "model input layout"),

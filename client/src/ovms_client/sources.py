@@ -216,9 +216,70 @@ class LiveSource:
             self._capture = None
 
 
-def make_source(spec: InputSpec, loop: bool, stop: threading.Event) -> FrameSource:
+class Pacer:
+    """Spaces calls to `wait` at least 1/fps apart, measured on a monotonic clock.
+
+    Without it a video file or image folder is read as fast as the server answers, which keeps
+    a core busy; pacing makes a file behave like a camera (or slower). A late caller (slow
+    server, slow decode) is rescheduled from now rather than let to catch up in a burst.
+    """
+
+    def __init__(
+        self,
+        fps: float,
+        sleep: Callable[[float], object],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval = 1.0 / fps if fps > 0 else 0.0
+        self._sleep = sleep
+        self._clock = clock
+        self._due: float | None = None  # when the next frame may be read; None: at once
+
+    def wait(self) -> None:
+        if self.interval <= 0:
+            return
+        now = self._clock()
+        if self._due is not None and now < self._due:
+            self._sleep(self._due - now)
+            # Schedule from the due time, not from when the sleep returned, so that sleep
+            # overshoot does not add up to a lower rate than asked for.
+            start = self._due
+        else:
+            start = now
+        self._due = start + self.interval
+
+
+class PacedSource:
+    """A source read at most `fps` frames per second; see Pacer."""
+
+    def __init__(self, source: FrameSource, pacer: Pacer, stop: threading.Event) -> None:
+        self.source = source
+        self.pacer = pacer
+        self.stop = stop
+        self.live = source.live
+
+    def read(self) -> Frame | None:
+        self.pacer.wait()
+        if self.stop.is_set():
+            return None
+        return self.source.read()
+
+    def close(self) -> None:
+        self.source.close()
+
+
+def make_source(
+    spec: InputSpec, loop: bool, stop: threading.Event, input_fps: float = 0.0
+) -> FrameSource:
+    source: FrameSource
     if spec.kind is SourceKind.VIDEO:
-        return VideoFileSource(spec, loop)
-    if spec.kind is SourceKind.IMAGES:
-        return ImageFolderSource(spec, loop)
-    return LiveSource(spec, stop)
+        source = VideoFileSource(spec, loop)
+    elif spec.kind is SourceKind.IMAGES:
+        source = ImageFolderSource(spec, loop)
+    else:
+        source = LiveSource(spec, stop)
+    if input_fps > 0:
+        # stop.wait rather than time.sleep: a stop request (SIGTERM) ends the wait at once
+        # instead of after up to one frame interval.
+        source = PacedSource(source, Pacer(input_fps, stop.wait), stop)
+    return source

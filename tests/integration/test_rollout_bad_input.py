@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from test_site_bad_input import CACHE, ROOT, changed_tasks, failures, inventory
 
 

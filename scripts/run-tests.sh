@@ -6,7 +6,7 @@ set -uo pipefail
 
 : "${CACHE_DIR:?run through make test}"
 # MOLECULE_SCENARIOS runs a subset, e.g. MOLECULE_SCENARIOS=remote.
-scenarios=${MOLECULE_SCENARIOS:-smoke default docker_engine remote}
+scenarios=${MOLECULE_SCENARIOS:-smoke default docker_engine remote fleet}
 failed=()
 
 step() {

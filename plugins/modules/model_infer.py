@@ -270,75 +270,29 @@ models:
       sample: 9.87
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.edge_retail.ovms.plugins.module_utils.ovms_grpc import (
-    TlsOptions,
-    format_address,
-)
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.edge_retail.ovms.plugins.module_utils.ovms_grpc import format_address
 from ansible_collections.edge_retail.ovms.plugins.module_utils.ovms_infer import (
     make_infer_source_factory,
     missing_infer_library,
     run_inferences,
 )
-from ansible_collections.edge_retail.ovms.plugins.module_utils.ovms_status import (
-    InvalidModelList,
-    ModelRequest,
-    parse_models,
+from ansible_collections.edge_retail.ovms.plugins.module_utils.ovms_module import (
+    ARGUMENT_SPEC,
+    CONSTRAINTS,
+    check_arguments,
+    missing_library_message,
 )
-
-ARGUMENT_SPEC = {
-    "host": {"type": "str", "required": True},
-    "port": {"type": "int", "default": 9000},
-    "api": {"type": "str", "default": "kserve", "choices": ["kserve", "tfs"]},
-    "models": {"type": "list", "elements": "raw", "required": True},
-    "timeout": {"type": "float", "default": 60},
-    "interval": {"type": "float", "default": 1},
-    "ca_cert": {"type": "path"},
-    "client_cert": {"type": "path"},
-    # A path, not key material: nothing secret to hide.
-    "client_key": {"type": "path", "no_log": False},
-    "server_name": {"type": "str"},
-}
-
-
-def _check_arguments(params: dict) -> tuple[list[str], list[ModelRequest], TlsOptions]:
-    """Problems the argument spec cannot express, all at once, plus the parsed options."""
-    problems = []
-    if not 1 <= params["port"] <= 65535:
-        problems.append(f"port is {params['port']}; expected 1-65535")
-    if params["timeout"] < 0:
-        problems.append(f"timeout is {params['timeout']}; expected 0 or more seconds")
-    if params["interval"] <= 0:
-        problems.append(f"interval is {params['interval']}; expected more than 0 seconds")
-    models: list[ModelRequest] = []
-    if not params["models"]:
-        problems.append("models is empty; expected at least one model name")
-    try:
-        models = parse_models(params["models"])
-    except InvalidModelList as exc:
-        problems.append(str(exc))
-    tls = TlsOptions(params["ca_cert"], params["client_cert"], params["client_key"],
-                     params["server_name"])
-    try:
-        tls.check_files()
-    except ValueError as exc:
-        problems.append(str(exc))
-    return problems, models, tls
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=ARGUMENT_SPEC,
-        required_together=[("client_cert", "client_key")],
-        required_by={"client_cert": "ca_cert", "server_name": "ca_cert"},
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, **CONSTRAINTS)
     params = module.params
     api = params["api"]
     address = format_address(params["host"], params["port"])
     result = {"changed": False, "api": api, "address": address, "elapsed": 0.0, "models": []}
 
-    problems, models, tls = _check_arguments(params)
+    problems, models, tls = check_arguments(params)
     if problems:
         module.fail_json(msg="; ".join(problems), **result)
 
@@ -347,10 +301,8 @@ def main() -> None:
         package, error = missing
         reason = (f"to send inference requests over the {api} API (api={api}); the "
                   "collection's client venv has it")
-        # The last traceback line tells a missing package from a broken one.
-        import_error = error.strip().splitlines()[-1]
-        module.fail_json(msg=f"{missing_required_lib(package, reason=reason)}. Import error: "
-                             f"{import_error}", exception=error, **result)
+        module.fail_json(msg=missing_library_message(package, error, reason), exception=error,
+                         **result)
 
     outcome = run_inferences(make_infer_source_factory(api, address, tls), models,
                              params["timeout"], params["interval"])

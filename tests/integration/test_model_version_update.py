@@ -17,10 +17,9 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any
 
 import yaml
-from test_server_upgrade_rollback import CACHE, ROOT, free_port, run_play
+from test_server_upgrade_rollback import CACHE, ROOT, free_port, run_play, server_vars
 
 PROFILE = ROOT / "client" / "profiles" / "person-detection-ssd.yaml"
 
@@ -68,27 +67,7 @@ def test_new_model_version_rolls_out_with_no_failed_request(
     name = f"ovms-version-{uuid.uuid4().hex[:6]}"
     grpc_port = free_port()
     metrics_port = free_port()
-    base: dict[str, Any] = {
-        "ansible_connection": "local",
-        "ansible_python_interpreter": sys.executable,
-        "ovms_models_controller_cache_dir": str(CACHE / "models/cache"),
-        "ovms_models_controller_repo_dir": str(CACHE / "models/repo"),
-        "ovms_models_dir": str(tmp_path / "models"),
-        "ovms_models_config_dir": str(tmp_path / "config"),
-        "ovms_models_staging_dir": str(tmp_path / "staging"),
-        "ovms_models_list": [{"name": "person-detection",
-                              "plugin_config": {"INFERENCE_PRECISION_HINT": "f32"}}],
-        "ovms_server_container_name": name,
-        "ovms_server_grpc_port": grpc_port,
-        "ovms_server_rest_port": free_port(),
-        "ovms_server_image": "edge-retail/ovms-standin",
-        "ovms_server_image_source": "archive",
-        "ovms_server_image_tag": "test",
-        "ovms_server_image_archive": str(CACHE / "images/standin.tar"),
-        "ovms_server_image_archive_dir": str(tmp_path / "images"),
-        "ovms_server_check_python": sys.executable,
-        "ovms_server_wait_timeout": 120,
-    }
+    base = server_vars(tmp_path, name, grpc_port, wait_timeout=120)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OVMS_CLIENT_")}
     env.update({
         "OVMS_CLIENT_SERVER_ADDRESS": f"127.0.0.1:{grpc_port}",
@@ -175,27 +154,7 @@ def test_model_version_that_does_not_load_is_withdrawn_and_the_old_one_serves(
         tmp_path: Path, docker_client, built_images: dict[str, str]) -> None:
     name = f"ovms-badversion-{uuid.uuid4().hex[:6]}"
     grpc_port = free_port()
-    base: dict[str, Any] = {
-        "ansible_connection": "local",
-        "ansible_python_interpreter": sys.executable,
-        "ovms_models_controller_cache_dir": str(CACHE / "models/cache"),
-        "ovms_models_controller_repo_dir": str(CACHE / "models/repo"),
-        "ovms_models_dir": str(tmp_path / "models"),
-        "ovms_models_config_dir": str(tmp_path / "config"),
-        "ovms_models_staging_dir": str(tmp_path / "staging"),
-        "ovms_models_list": [{"name": "person-detection",
-                              "plugin_config": {"INFERENCE_PRECISION_HINT": "f32"}}],
-        "ovms_server_container_name": name,
-        "ovms_server_grpc_port": grpc_port,
-        "ovms_server_rest_port": free_port(),
-        "ovms_server_image": "edge-retail/ovms-standin",
-        "ovms_server_image_source": "archive",
-        "ovms_server_image_tag": "test",
-        "ovms_server_image_archive": str(CACHE / "images/standin.tar"),
-        "ovms_server_image_archive_dir": str(tmp_path / "images"),
-        "ovms_server_check_python": sys.executable,
-        "ovms_server_wait_timeout": 20,
-    }
+    base = server_vars(tmp_path, name, grpc_port, wait_timeout=20)
     try:
         first = run_play(tmp_path, base)
         assert first.returncode == 0, first.stdout[-4000:]

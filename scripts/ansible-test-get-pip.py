@@ -9,7 +9,7 @@ ensurepip.bootstrap(upgrade=True)
 # ensurepip points pip at an empty config; the real one holds this machine's CA bundle.
 os.environ.pop("PIP_CONFIG_FILE", None)
 importlib.invalidate_caches()
-from pip._internal.cli.main import main  # noqa: E402
+from pip._internal.cli.main import main
 
 args = [a for a in sys.argv[1:] if a not in ("--no-setuptools", "--no-wheel")]
 sys.exit(main(["install", "--upgrade", "--force-reinstall"] + args))

@@ -8,15 +8,32 @@ set -uo pipefail
 # MOLECULE_SCENARIOS runs a subset, e.g. MOLECULE_SCENARIOS=remote.
 scenarios=${MOLECULE_SCENARIOS:-smoke default docker_engine remote fleet}
 failed=()
+# Each part's output is kept as well as shown: CI shows only the end of a run, so the end
+# repeats the lines that say why a failed part failed.
+logs=$CACHE_DIR/test-logs
+mkdir -p "$logs"
 
 step() {
   local name=$1; shift
   local t0=$SECONDS
   echo "=== $name"
-  "$@"
-  local rc=$?
+  "$@" 2>&1 | tee "$logs/${name// /-}.log"
+  local rc=${PIPESTATUS[0]}
   echo "=== $name: rc=$rc in $((SECONDS - t0)) s"
   return $rc
+}
+
+# pytest's assertion lines and summary, Ansible's failed tasks and assertions, ansible-lint's
+# and ansible-test's findings: at most 100 lines a part.
+why_failed() {
+  local name=$1 log=$logs/${1// /-}.log
+  echo "=== why $name failed (from $log)"
+  {
+    grep -E '^E  ' "$log" | head -30
+    sed -n '/short test summary info/,$p' "$log"
+    grep -E -A8 'fatal: \[|FAILED! =>' "$log"
+    [ "$name" != lint ] || grep -E '^(ERROR|[a-z_./-]+\.(yml|yaml|py|txt):[0-9]+)' "$log" | head -30
+  } | cut -c1-300 | head -100
 }
 
 run_pytest() {
@@ -45,6 +62,9 @@ for s in $scenarios; do
 done
 
 if [ ${#failed[@]} -gt 0 ]; then
+  for name in "${failed[@]}"; do
+    why_failed "${name/molecule:/molecule }"
+  done
   echo "FAILED: ${failed[*]}"
   exit 1
 fi

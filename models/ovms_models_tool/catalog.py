@@ -38,7 +38,11 @@ CONVERTIBLE: dict[str, str] = {
     "onnx": ".onnx",
     "tflite": ".tflite",
     "paddle": ".pdmodel",
+    # Darknet YOLO: the network description first, then its .weights (darknet.py builds it).
+    "darknet": ".cfg",
 }
+# Every file a convertible format needs, by extension, when it needs more than its first.
+CONVERT_NEEDS: dict[str, tuple[str, ...]] = {"darknet": (".cfg", ".weights")}
 OVMS_KEYS = frozenset({"shape", "layout", "plugin_config", "nireq", "batch_size", "target_device"})
 
 
@@ -88,6 +92,7 @@ class ModelEntry:
     ovms: dict[str, Any] = field(default_factory=dict)
     labels: Path | None = None
     description: str = ""
+    license: str = ""
 
     @property
     def digest(self) -> str:
@@ -277,6 +282,13 @@ def _check_files_fit_format(where: _Where, fmt: str, source: Source, converting:
                 "source.files[0]",
                 f"format {fmt} is converted from a {wanted} file listed first, got {names[0]!r}",
             )
+        needed = CONVERT_NEEDS.get(fmt, ())
+        if needed and sorted(suffixes) != sorted(needed):
+            raise where.error(
+                "source.files",
+                f"format {fmt} is converted from exactly one file of each of {list(needed)}, "
+                f"got {names}",
+            )
         return
     wanted_set = SERVED_AS_IS[fmt]
     if sorted(suffixes) != sorted(wanted_set):
@@ -322,7 +334,17 @@ def _entry(path: Path, index: int, raw: object) -> ModelEntry:
         where,
         "entry",
         raw,
-        {"name", "description", "version", "source", "format", "convert", "ovms", "labels"},
+        {
+            "name",
+            "description",
+            "license",
+            "version",
+            "source",
+            "format",
+            "convert",
+            "ovms",
+            "labels",
+        },
     )
     for key in ("name", "version", "source", "format"):
         if key not in item:
@@ -355,6 +377,9 @@ def _entry(path: Path, index: int, raw: object) -> ModelEntry:
     description = item.get("description", "")
     if not isinstance(description, str):
         raise where.error("description", f"expected a string, got {description!r}")
+    license_text = item.get("license", "")
+    if not isinstance(license_text, str):
+        raise where.error("license", f"expected a string (an SPDX id or a note), got {license_text!r}")
     return ModelEntry(
         name=name,
         version=version,
@@ -364,6 +389,7 @@ def _entry(path: Path, index: int, raw: object) -> ModelEntry:
         ovms=_ovms(where, item.get("ovms")),
         labels=_labels(where, path.parent, item["labels"]) if "labels" in item else None,
         description=description,
+        license=license_text,
     )
 
 

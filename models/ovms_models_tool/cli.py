@@ -58,7 +58,8 @@ def print_catalog(catalog: Catalog, names: list[str]) -> None:
             else f"url {source.files[0].location}"
         )
         target = "-> ir" if entry.convert else "(served as is)"
-        print(f"{entry.name}\tversion {entry.version}\t{entry.format} {target}\t{origin}")
+        licence = f"\tlicense {entry.license}" if entry.license else ""
+        print(f"{entry.name}\tversion {entry.version}\t{entry.format} {target}\t{origin}{licence}")
 
 
 def run(args: argparse.Namespace) -> int:

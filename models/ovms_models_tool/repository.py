@@ -116,7 +116,8 @@ def sync_model(
 def _build(entry: ModelEntry, sources: dict[str, Path], out_dir: Path) -> None:
     if entry.convert is not None:
         main_file = sources[entry.source.files[0].name]
-        convert_to_ir(entry.name, main_file, entry.convert, out_dir)
+        companions = tuple(sources[f.name] for f in entry.source.files[1:])
+        convert_to_ir(entry.name, main_file, entry.convert, out_dir, entry.format, companions)
         return
     for name, path in sources.items():
         # OVMS pairs .xml with .bin (and .pdmodel with .pdiparams) by a shared stem.

@@ -60,6 +60,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+size:
+  description: Size of the archive file in bytes (what copying it to a host needs).
+  returned: when the archive could be read
+  type: int
+  sample: 1228546048
 repo_tags:
   description: Every C(name:tag) the archive holds.
   returned: when the archive could be read
@@ -83,6 +88,8 @@ image_ids:
   elements: str
   sample: [sha256:7b33650419f6b68ad51784d1935c0c7e6dda53ab04010e059ceee7d3ed77b60f]
 """
+
+import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.edge_retail.ovms.plugins.module_utils.image_archive import (
@@ -119,6 +126,7 @@ def main() -> None:
             )
     module.exit_json(
         changed=False,
+        size=os.path.getsize(path),
         repo_tags=info.repo_tags,
         config_ids=[image.config_id for image in info.images],
         image_ids=image_ids,

@@ -6,6 +6,7 @@ Images (all built from a Debian root made with debootstrap, never pulled):
   standin  edge-retail/ovms-standin:test      the OVMS stand-in (test fixture)
   client   edge-retail/ovms-client:0.1.0      the packaged inference client
   proxy    edge-retail/ovms-proxy:1.22-1      Debian's nginx, the mTLS proxy in front of OVMS
+                                              (images/proxy, shipped for playbooks/images.yml)
 
 Each image carries a label with the sha256 of everything that went into it; an image whose
 label matches is not rebuilt, and an archive whose recorded image ID matches is not re-saved,
@@ -31,7 +32,11 @@ ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("CACHE_DIR", ROOT / ".cache")).resolve()
 INPUTS_LABEL = "org.edge-retail.inputs-sha256"
 DEBIAN_MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
-BASE_PACKAGES = "python3,python3-venv,ca-certificates"
+# ocl-icd-libopencl1: OpenVINO's GPU plugin does not load without the OpenCL loader. OVMS's -gpu
+# image ships it; with it the stand-in can serve AUTO:GPU,CPU on a host without a GPU, as OVMS does.
+# libusb-1.0-0, libudev1: the client's pyrealsense2 loads them (its Dockerfile installs them from a
+# package index only when the base image lacks them, as the public python image does).
+BASE_PACKAGES = "python3,python3-venv,ca-certificates,ocl-icd-libopencl1,libusb-1.0-0,libudev1"
 
 
 @dataclass
@@ -56,7 +61,7 @@ SPECS = [
         {"requirements.txt": ROOT / "requirements/standin.txt"},
     ),
     Spec("client", "edge-retail/ovms-client:0.1.0", ROOT / "client", "base", "client"),
-    Spec("proxy", "edge-retail/ovms-proxy:1.22-1", ROOT / "tests/images/proxy", "base"),
+    Spec("proxy", "edge-retail/ovms-proxy:1.22-1", ROOT / "images/proxy", "base"),
 ]
 
 
@@ -100,7 +105,9 @@ def wheelhouse(kind: str) -> Path:
         args = ["-r", str(source)]
     else:
         digest = tree_digest({"client": ROOT / "client"})
-        args = [str(ROOT / "client")]
+        # [tfs]: ovmsclient is an optional extra, and the image keeps the TFS API working;
+        # [realsense]: pyrealsense2, for RealSense cameras and recordings.
+        args = [f"{ROOT / 'client'}[tfs,realsense]"]
     stamp = out / ".inputs.sha256"
     if stamp.is_file() and stamp.read_text() == digest:
         return out

@@ -30,7 +30,7 @@ from media import make_walk_video, walk_frames
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "person-detection"
-PROFILE = ROOT / "client/profiles/person-detection-ssd.yaml"
+PROFILE = ROOT / "client/src/ovms_client/profiles/person-detection-ssd.yaml"
 BOX_TOLERANCE_PX = 2.0
 
 
@@ -68,8 +68,15 @@ class StandIn:
 
     def __init__(self, model_repo: Path, workdir: Path) -> None:
         self.config = workdir / "config.json"
-        self.config.write_text(json.dumps({"model_config_list": [
-            {"config": {"name": MODEL, "base_path": str(model_repo / MODEL)}}]}))
+        self.config.write_text(
+            json.dumps(
+                {
+                    "model_config_list": [
+                        {"config": {"name": MODEL, "base_path": str(model_repo / MODEL)}}
+                    ]
+                }
+            )
+        )
         self.port = free_port()
         self.rest_port = free_port()
         self.log = workdir / "standin.log"
@@ -83,18 +90,34 @@ class StandIn:
         env = {**os.environ, "PYTHONPATH": str(ROOT / "tests/ovms_standin")}
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "ovms_standin", "--config_path", str(self.config),
-                 "--port", str(self.port), "--rest_port", str(self.rest_port),
-                 "--grpc_bind_address", "127.0.0.1", "--rest_bind_address", "127.0.0.1"],
-                env=env, stdout=log, stderr=subprocess.STDOUT)
+                [
+                    sys.executable,
+                    "-m",
+                    "ovms_standin",
+                    "--config_path",
+                    str(self.config),
+                    "--port",
+                    str(self.port),
+                    "--rest_port",
+                    str(self.rest_port),
+                    "--grpc_bind_address",
+                    "127.0.0.1",
+                    "--rest_bind_address",
+                    "127.0.0.1",
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         wait_for(self._ready, f"the stand-in to serve {MODEL} ({self.log})")
 
     def _ready(self) -> bool:
         import tritonclient.grpc as triton
 
         if self.process is not None and self.process.poll() is not None:
-            pytest.fail(f"stand-in exited with {self.process.returncode}: "
-                        f"{self.log.read_text()[-2000:]}")
+            pytest.fail(
+                f"stand-in exited with {self.process.returncode}: {self.log.read_text()[-2000:]}"
+            )
         client = triton.InferenceServerClient(self.address)
         try:
             return bool(client.is_model_ready(MODEL, client_timeout=2))
@@ -125,7 +148,8 @@ def standin(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 def client_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OVMS_CLIENT_")}
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT / "client/src"), *filter(None, [os.environ.get("PYTHONPATH")])])
+        [str(ROOT / "client/src"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
     return env
 
 
@@ -134,8 +158,14 @@ def client_command(*args: str) -> list[str]:
 
 
 def run_client(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(client_command(*args), env=client_env(), capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        client_command(*args),
+        env=client_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def records(text: str) -> list[dict]:
@@ -150,12 +180,14 @@ def openvino_reference(model_repo: Path, image_path: Path) -> list[tuple[float, 
     """Person boxes (score, x0, y0, x1, y1 in pixels) from OpenVINO in this process."""
     import openvino as ov
 
-    compiled = ov.Core().compile_model(str(model_repo / MODEL / "1/model.xml"), "CPU",
-                                       {"INFERENCE_PRECISION_HINT": "f32"})
+    compiled = ov.Core().compile_model(
+        str(model_repo / MODEL / "1/model.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+    )
     image = cv2.imread(str(image_path))
     height, width = image.shape[:2]
-    tensor = cv2.cvtColor(cv2.resize(image, (300, 300), interpolation=cv2.INTER_LINEAR),
-                          cv2.COLOR_BGR2RGB)[np.newaxis]
+    tensor = cv2.cvtColor(
+        cv2.resize(image, (300, 300), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB
+    )[np.newaxis]
     result = compiled.create_infer_request().infer({"image_tensor": tensor})
     out = {name: value for port, value in result.items() for name in port.get_names()}
     count = int(out["num_detections"].reshape(-1)[0])
@@ -169,8 +201,11 @@ def openvino_reference(model_repo: Path, image_path: Path) -> list[tuple[float, 
 
 
 def boxes_of(record: dict) -> list[tuple[float, ...]]:
-    return [(d["score"], d["box"]["xmin"], d["box"]["ymin"], d["box"]["xmax"], d["box"]["ymax"])
-            for d in record["detections"] if d["label"] == "person"]
+    return [
+        (d["score"], d["box"]["xmin"], d["box"]["ymin"], d["box"]["xmax"], d["box"]["ymax"])
+        for d in record["detections"]
+        if d["label"] == "person"
+    ]
 
 
 def assert_same_boxes(got: list[tuple[float, ...]], want: list[tuple[float, ...]]) -> None:
@@ -182,12 +217,21 @@ def assert_same_boxes(got: list[tuple[float, ...]], want: list[tuple[float, ...]
 
 
 def test_person_jpg_same_over_kserve_tfs_and_in_process_openvino(
-        standin: StandIn, model_repo: Path, person_jpg: Path) -> None:
+    standin: StandIn, model_repo: Path, person_jpg: Path
+) -> None:
     reference = openvino_reference(model_repo, person_jpg)
     assert len(reference) == 1, "person.jpg shows one person"
     for api in ("kserve", "tfs"):
-        done = run_client("--input", str(person_jpg), "--server-address", standin.address,
-                          "--api", api, "--output", "-")
+        done = run_client(
+            "--input",
+            str(person_jpg),
+            "--server-address",
+            standin.address,
+            "--api",
+            api,
+            "--output",
+            "-",
+        )
         assert done.returncode == 0, done.stderr
         frames = detections_of(done.stdout)
         assert len(frames) == 1
@@ -196,24 +240,39 @@ def test_person_jpg_same_over_kserve_tfs_and_in_process_openvino(
 
 
 def test_video_through_the_cli_gives_json_lines_and_an_fps_summary(
-        standin: StandIn, tmp_path: Path) -> None:
+    standin: StandIn, tmp_path: Path
+) -> None:
     truth = make_walk_video(tmp_path / "walk.mp4", frames=45)
     output = tmp_path / "results" / "walk.jsonl"
-    done = run_client("--input", str(tmp_path / "walk.mp4"), "--server-address",
-                      standin.address, "--output", str(output), "--in-flight", "3")
+    done = run_client(
+        "--input",
+        str(tmp_path / "walk.mp4"),
+        "--server-address",
+        standin.address,
+        "--output",
+        str(output),
+        "--in-flight",
+        "3",
+    )
     assert done.returncode == 0, done.stderr
     lines = records(output.read_text())
     frames = [r for r in lines if r["type"] == "detections"]
     assert [r["frame"] for r in frames] == list(range(45))
-    assert all(r["stream"] == "stream0" and (r["width"], r["height"]) == (1280, 720)
-               for r in frames)
+    assert all(
+        r["stream"] == "stream0" and (r["width"], r["height"]) == (1280, 720) for r in frames
+    )
     timestamps = [r["timestamp"] for r in frames]
     assert timestamps == sorted(timestamps)
     matched = 0
     for record, box in zip(frames, truth, strict=True):
         for _score, x0, y0, x1, y1 in boxes_of(record):
-            if iou((x0 / 1280, y0 / 720, x1 / 1280, y1 / 720),
-                   (box.xmin, box.ymin, box.xmax, box.ymax)) >= 0.5:
+            if (
+                iou(
+                    (x0 / 1280, y0 / 720, x1 / 1280, y1 / 720),
+                    (box.xmin, box.ymin, box.xmax, box.ymax),
+                )
+                >= 0.5
+            ):
                 matched += 1
                 break
     assert matched >= 0.75 * len(frames), f"person found in {matched}/45 frames"
@@ -240,7 +299,8 @@ def count_frames(path: Path) -> int:
 
 
 def test_server_restart_mid_stream_client_keeps_running_and_resumes(
-        model_repo: Path, tmp_path: Path) -> None:
+    model_repo: Path, tmp_path: Path
+) -> None:
     server = StandIn(model_repo, tmp_path)
     server.start()
     make_walk_video(tmp_path / "walk.mp4", frames=20, size=(640, 360))
@@ -248,10 +308,21 @@ def test_server_restart_mid_stream_client_keeps_running_and_resumes(
     stderr = tmp_path / "client.stderr"
     with stderr.open("w") as err:
         client = subprocess.Popen(
-            client_command("--input", str(tmp_path / "walk.mp4"), "--loop",
-                           "--server-address", server.address, "--output", str(output),
-                           "--metrics-interval", "0.5"),
-            env=client_env(), stdout=subprocess.DEVNULL, stderr=err)
+            client_command(
+                "--input",
+                str(tmp_path / "walk.mp4"),
+                "--loop",
+                "--server-address",
+                server.address,
+                "--output",
+                str(output),
+                "--metrics-interval",
+                "0.5",
+            ),
+            env=client_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     try:
         wait_for(lambda: count_frames(output) >= 30, "frames before the outage")
         server.stop()
@@ -289,8 +360,9 @@ class MjpegCamera:
 
     def __init__(self) -> None:
         self.port = free_port()
-        self.jpegs = [cv2.imencode(".jpg", f.image)[1].tobytes()
-                      for f in walk_frames(10, (320, 180))]
+        self.jpegs = [
+            cv2.imencode(".jpg", f.image)[1].tobytes() for f in walk_frames(10, (320, 180))
+        ]
         self.server: ThreadingHTTPServer | None = None
         self.unplugged = threading.Event()
 
@@ -307,8 +379,10 @@ class MjpegCamera:
                     while not camera.unplugged.is_set():
                         jpeg = camera.jpegs[index % len(camera.jpegs)]
                         index += 1
-                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n"
-                                         b"Content-Length: %d\r\n\r\n" % len(jpeg))
+                        self.wfile.write(
+                            b"--frame\r\nContent-Type: image/jpeg\r\n"
+                            b"Content-Length: %d\r\n\r\n" % len(jpeg)
+                        )
                         self.wfile.write(jpeg + b"\r\n")
                         time.sleep(1 / 30)
                 except (BrokenPipeError, ConnectionResetError):
@@ -334,8 +408,9 @@ class MjpegCamera:
         return f"http://127.0.0.1:{self.port}/cam.mjpg"
 
 
-def run_through_camera_outage(camera: MjpegCamera | RtspCamera, standin: StandIn,
-                              tmp_path: Path) -> tuple[str, list[dict]]:
+def run_through_camera_outage(
+    camera: MjpegCamera | RtspCamera, standin: StandIn, tmp_path: Path
+) -> tuple[str, list[dict]]:
     """The client on a network camera that goes away for a while and comes back; SIGTERM once
     frames flow again. Returns the client's log and its result records."""
     output = tmp_path / "out.jsonl"
@@ -345,9 +420,18 @@ def run_through_camera_outage(camera: MjpegCamera | RtspCamera, standin: StandIn
         camera.start()
         with stderr.open("w") as err:
             client = subprocess.Popen(
-                client_command("--input", camera.url, "--server-address", standin.address,
-                               "--output", str(output)),
-                env=client_env(), stdout=subprocess.DEVNULL, stderr=err)
+                client_command(
+                    "--input",
+                    camera.url,
+                    "--server-address",
+                    standin.address,
+                    "--output",
+                    str(output),
+                ),
+                env=client_env(),
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
         wait_for(lambda: count_frames(output) >= 20, "frames from the camera")
         camera.stop()
         wait_for(lambda: "lost input" in stderr.read_text(), "the client to notice the loss")
@@ -378,34 +462,57 @@ def test_network_camera_that_goes_away_is_reopened(standin: StandIn, tmp_path: P
 
 def test_bad_profile_values_exit_2_naming_the_setting(tmp_path: Path, person_jpg: Path) -> None:
     profile = tmp_path / "bad.yaml"
-    profile.write_text(PROFILE.read_text().replace("score_threshold: 0.5",
-                                                   "score_threshold: 5"))
+    profile.write_text(PROFILE.read_text().replace("score_threshold: 0.5", "score_threshold: 5"))
     done = subprocess.run(
-        [sys.executable, "-m", "ovms_client", "--profile", str(profile), "--input",
-         str(person_jpg)], env=client_env(), capture_output=True, text=True, timeout=60,
-        check=False)
+        [
+            sys.executable,
+            "-m",
+            "ovms_client",
+            "--profile",
+            str(profile),
+            "--input",
+            str(person_jpg),
+        ],
+        env=client_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 2
-    assert f"setting 'score_threshold' (from profile {profile}, key 'score_threshold')" \
-        in done.stderr
+    assert (
+        f"setting 'score_threshold' (from profile {profile}, key 'score_threshold')" in done.stderr
+    )
     assert "expected a number between 0.0 and 1.0" in done.stderr
     assert done.stdout == ""
 
 
-def test_profile_that_disagrees_with_the_model_exits_2(
-    standin: StandIn, person_jpg: Path
-) -> None:
-    done = run_client("--input", str(person_jpg), "--server-address", standin.address,
-                      "--input-size", "320x320")
+def test_profile_that_disagrees_with_the_model_exits_2(standin: StandIn, person_jpg: Path) -> None:
+    done = run_client(
+        "--input", str(person_jpg), "--server-address", standin.address, "--input-size", "320x320"
+    )
     assert done.returncode == 2
-    assert "setting 'input_size' is 320x320, but model input 'image_tensor' is 300x300" \
-        in done.stderr
+    assert (
+        "setting 'input_size' is 320x320, but model input 'image_tensor' is 300x300" in done.stderr
+    )
 
 
 def test_unknown_model_is_not_ready_and_exits_3(standin: StandIn, person_jpg: Path) -> None:
     for api in ("kserve", "tfs"):
-        done = run_client("--input", str(person_jpg), "--server-address", standin.address,
-                          "--api", api, "--model-name", "no-such-model", "--ready-timeout", "1",
-                          "--output", "-")
+        done = run_client(
+            "--input",
+            str(person_jpg),
+            "--server-address",
+            standin.address,
+            "--api",
+            api,
+            "--model-name",
+            "no-such-model",
+            "--ready-timeout",
+            "1",
+            "--output",
+            "-",
+        )
         assert done.returncode == 3, done.stderr
         assert "model 'no-such-model'" in done.stderr
         assert "was not ready within ready_timeout=1 s" in done.stderr
@@ -424,18 +531,58 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A CA, a server certificate for ovms.store.test only, and a client certificate."""
     d = tmp_path_factory.mktemp("pki")
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-            "-subj", "/CN=edge-retail test CA", "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
-    for name, ext in (("server", ("subjectAltName=DNS:ovms.store.test\n"
-                                  "extendedKeyUsage=serverAuth\n")),
-                      ("client", "extendedKeyUsage=clientAuth\n")):
+    openssl(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=edge-retail test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=d,
+    )
+    for name, ext in (
+        ("server", ("subjectAltName=DNS:ovms.store.test\nextendedKeyUsage=serverAuth\n")),
+        ("client", "extendedKeyUsage=clientAuth\n"),
+    ):
         (d / f"{name}.ext").write_text(ext)
-        openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj",
-                f"/CN={name}", cwd=d)
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile",
-                f"{name}.ext", cwd=d)
+        openssl(
+            "req",
+            *ec,
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            "-subj",
+            f"/CN={name}",
+            cwd=d,
+        )
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.pem",
+            "-days",
+            "2",
+            "-extfile",
+            f"{name}.ext",
+            cwd=d,
+        )
     return d
 
 
@@ -444,8 +591,9 @@ class TlsRelay:
 
     def __init__(self, backend_port: int, pki: Path) -> None:
         self.backend_port = backend_port
-        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH,
-                                                  cafile=str(pki / "ca.pem"))
+        self.context = ssl.create_default_context(
+            ssl.Purpose.CLIENT_AUTH, cafile=str(pki / "ca.pem")
+        )
         self.context.load_cert_chain(str(pki / "server.pem"), str(pki / "server.key"))
         self.context.verify_mode = ssl.CERT_REQUIRED
         self.context.set_alpn_protocols(["h2"])  # gRPC insists on ALPN h2
@@ -501,8 +649,9 @@ def relay(standin: StandIn, pki: Path) -> Iterator[TlsRelay]:
     proxy.close()
 
 
-def tls_args(pki: Path, relay: TlsRelay, client_cert: bool = True,
-             server_name: bool = True) -> list[str]:
+def tls_args(
+    pki: Path, relay: TlsRelay, client_cert: bool = True, server_name: bool = True
+) -> list[str]:
     args = ["--server-address", f"127.0.0.1:{relay.port}", "--tls-ca", str(pki / "ca.pem")]
     if client_cert:
         args += ["--tls-cert", str(pki / "client.pem"), "--tls-key", str(pki / "client.key")]
@@ -512,23 +661,31 @@ def tls_args(pki: Path, relay: TlsRelay, client_cert: bool = True,
 
 
 def test_mutual_tls_gives_the_same_detections_over_both_apis(
-        standin: StandIn, relay: TlsRelay, pki: Path, person_jpg: Path) -> None:
-    plain = run_client("--input", str(person_jpg), "--server-address", standin.address,
-                       "--output", "-")
+    standin: StandIn, relay: TlsRelay, pki: Path, person_jpg: Path
+) -> None:
+    plain = run_client(
+        "--input", str(person_jpg), "--server-address", standin.address, "--output", "-"
+    )
     assert plain.returncode == 0, plain.stderr
     want = boxes_of(detections_of(plain.stdout)[0])
     for api in ("kserve", "tfs"):
-        done = run_client("--input", str(person_jpg), "--api", api, "--output", "-",
-                          *tls_args(pki, relay))
+        done = run_client(
+            "--input", str(person_jpg), "--api", api, "--output", "-", *tls_args(pki, relay)
+        )
         assert done.returncode == 0, done.stderr
         assert_same_boxes(boxes_of(detections_of(done.stdout)[0]), want)
 
 
 @pytest.mark.parametrize("missing", ["client certificate", "server name"])
-def test_tls_refusals_exit_3_with_the_reason(relay: TlsRelay, pki: Path, person_jpg: Path,
-                                             missing: str) -> None:
-    args = tls_args(pki, relay, client_cert=missing != "client certificate",
-                    server_name=missing != "server name")
+def test_tls_refusals_exit_3_with_the_reason(
+    relay: TlsRelay, pki: Path, person_jpg: Path, missing: str
+) -> None:
+    args = tls_args(
+        pki,
+        relay,
+        client_cert=missing != "client certificate",
+        server_name=missing != "server name",
+    )
     done = run_client("--input", str(person_jpg), "--ready-timeout", "1", *args)
     assert done.returncode == 3, done.stderr
     assert f"127.0.0.1:{relay.port} was not ready within ready_timeout=1 s" in done.stderr
@@ -557,14 +714,23 @@ class RtspCamera:
         # Output goes to a file: a pipe nobody reads could fill up and stall the server.
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                ["/usr/bin/python3", str(Path(__file__).parents[1] / "rtsp_camera.py"),
-                 str(self.folder / "frame%03d.jpg"), str(self.SIZE[0]), str(self.SIZE[1]),
-                 str(self.port)],
-                stdout=log, stderr=subprocess.STDOUT)
+                [
+                    "/usr/bin/python3",
+                    str(Path(__file__).parents[1] / "rtsp_camera.py"),
+                    str(self.folder / "frame%03d.jpg"),
+                    str(self.SIZE[0]),
+                    str(self.SIZE[1]),
+                    str(self.port),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         process = self.process
-        wait_for(lambda: process.poll() is not None
-                 or self.log.read_text().count("ready") > self.starts, "the RTSP camera",
-                 timeout=30)
+        wait_for(
+            lambda: process.poll() is not None or self.log.read_text().count("ready") > self.starts,
+            "the RTSP camera",
+            timeout=30,
+        )
         assert process.poll() is None, self.log.read_text()
         self.starts += 1
 
@@ -580,14 +746,19 @@ class RtspCamera:
 
 
 def test_rtsp_camera_gives_detections_and_is_reopened_after_it_goes_away(
-        standin: StandIn, tmp_path: Path) -> None:
+    standin: StandIn, tmp_path: Path
+) -> None:
     frames_dir = tmp_path / "frames"
     frames_dir.mkdir()
     log, lines = run_through_camera_outage(RtspCamera(frames_dir), standin, tmp_path)
     assert "is back after" in log, log
     detections = [r for r in lines if r["type"] == "detections"]
     assert all(r["width"] == RtspCamera.SIZE[0] for r in detections)
-    people = [d for r in detections for d in r["detections"]
-              if d["label"] == "person" and d["score"] > 0.5]
+    people = [
+        d
+        for r in detections
+        for d in r["detections"]
+        if d["label"] == "person" and d["score"] > 0.5
+    ]
     assert len(people) >= len(detections) // 2, f"{len(people)} people in {len(detections)} frames"
     assert lines[-1]["type"] == "summary" and lines[-1]["stopped_by"] == "signal"

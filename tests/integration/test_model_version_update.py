@@ -18,22 +18,10 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-import yaml
+from faults import catalog_v2, v2_vars
 from test_server_upgrade_rollback import CACHE, ROOT, free_port, run_play, server_vars
 
-PROFILE = ROOT / "client" / "profiles" / "person-detection-ssd.yaml"
-
-
-def catalog_v2(tmp_path: Path) -> Path:
-    """models/catalog.yml with the person detector published again as version 2."""
-    catalog = yaml.safe_load((ROOT / "models" / "catalog.yml").read_text())
-    for entry in catalog["models"]:
-        entry["version"] = 2
-        if "labels" in entry:
-            entry["labels"] = str(ROOT / "models" / entry["labels"])
-    path = tmp_path / "catalog-v2.yml"
-    path.write_text(yaml.safe_dump(catalog))
-    return path
+PROFILE = ROOT / "client" / "src" / "ovms_client" / "profiles" / "person-detection-ssd.yaml"
 
 
 def counters(port: int) -> dict[str, float]:
@@ -48,10 +36,13 @@ def counters(port: int) -> dict[str, float]:
     return totals
 
 
-def wait_for_frames(port: int, at_least: float, timeout: float = 300) -> dict[str, float]:
+def wait_for_frames(port: int, at_least: float, client: subprocess.Popen[str], log: Path,
+                    timeout: float = 300) -> dict[str, float]:
     deadline = time.monotonic() + timeout
     last: dict[str, float] = {}
     while time.monotonic() < deadline:
+        # A client that exited will never get there: say why now instead of at the deadline.
+        assert client.poll() is None, f"the client exited with {client.returncode}: {log.read_text()[-3000:]}"
         try:
             last = counters(port)
         except OSError:
@@ -88,7 +79,7 @@ def test_new_model_version_rolls_out_with_no_failed_request(
             [sys.executable, "-m", "ovms_client", "--profile", str(PROFILE)],
             env=env, stdout=subprocess.DEVNULL, stderr=(tmp_path / "client.log").open("w"),
             text=True)
-        before = wait_for_frames(metrics_port, 20)
+        before = wait_for_frames(metrics_port, 20, client, tmp_path / "client.log")
 
         update = run_play(tmp_path, {
             **base,
@@ -98,7 +89,8 @@ def test_new_model_version_rolls_out_with_no_failed_request(
         assert update.returncode == 0, update.stdout[-4000:]
         # The role waited for version 2 itself; the client keeps going on it for a while.
         after_update = counters(metrics_port)
-        final = wait_for_frames(metrics_port, after_update["ovms_client_frames_total"] + 20)
+        final = wait_for_frames(metrics_port, after_update["ovms_client_frames_total"] + 20, client,
+                                tmp_path / "client.log")
 
         versions = sorted(p.name for p in (tmp_path / "models" / "person-detection").iterdir())
         import tritonclient.grpc as grpcclient
@@ -181,6 +173,50 @@ def test_model_version_that_does_not_load_is_withdrawn_and_the_old_one_serves(
             frame.set_data_from_numpy(np.full((1, 300, 300, 3), 128, dtype=np.uint8))
             reply = triton.infer("person-detection", [frame])
             assert reply.get_response().model_version == "1"
+        finally:
+            triton.close()
+    finally:
+        for container in docker_client.containers.list(all=True, filters={"name": name}):
+            container.remove(force=True)
+
+
+def test_setting_that_breaks_every_version_leaves_the_served_version_in_place(
+        tmp_path: Path, docker_client, built_images: dict[str, str]) -> None:
+    """A config.json setting the device refuses breaks version 2, which served before this run:
+    the role must not withdraw it (the cause is the setting, and a rollback needs the version),
+    and the good setting serves version 2 again."""
+    name = f"ovms-badsetting-{uuid.uuid4().hex[:6]}"
+    grpc_port = free_port()
+    base = server_vars(tmp_path, name, grpc_port, wait_timeout=120)
+    release_b = {**base, **v2_vars(tmp_path)}
+    bad = {**release_b, "ovms_server_wait_timeout": 30,
+           "ovms_models_list": [{"name": "person-detection",
+                                 "plugin_config": {"INFERENCE_PRECISION_HINT": "f32",
+                                                   "NUM_STREAMS": "many"}}]}
+    versions_dir = tmp_path / "models" / "person-detection"
+    try:
+        for settings in (base, release_b):
+            run = run_play(tmp_path, settings)
+            assert run.returncode == 0, run.stdout[-4000:]
+        assert sorted(p.name for p in versions_dir.iterdir()) == ["1", "2"]
+
+        broken = run_play(tmp_path, bad)
+        out = " ".join(broken.stdout.split())
+        assert broken.returncode != 0, broken.stdout[-4000:]
+        assert "did not serve every model" in out, broken.stdout[-4000:]
+        # OVMS's status API names no cause (its log does); nothing was withdrawn, so nothing is said.
+        assert "withdrawn" not in out and "removed from" not in out, broken.stdout[-4000:]
+        assert sorted(p.name for p in versions_dir.iterdir()) == ["1", "2"], (
+            "version 2 served before this run; a setting broke it, so it must stay: "
+            + broken.stdout[-4000:])
+
+        fixed = run_play(tmp_path, release_b)
+        assert fixed.returncode == 0, fixed.stdout[-4000:]
+        import tritonclient.grpc as grpcclient
+
+        triton = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+        try:
+            assert triton.is_model_ready("person-detection", "2")
         finally:
             triton.close()
     finally:

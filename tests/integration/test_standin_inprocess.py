@@ -6,7 +6,9 @@ Watcher passes are driven by calling poll_once(), so no test waits on a clock.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +21,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ovms_standin"))
 
 from ovms_standin.config import ConfigError
-from ovms_standin.manager import ModelManager
+from ovms_standin.manager import ModelManager, PartialConfigError
 from ovms_standin.metrics import Registry
 from ovms_standin.model import ErrorCode, State
 from ovms_standin.status import Code, OvmsError
@@ -192,6 +194,52 @@ def test_nireq_pool_serves_concurrent_requests(repo, manager):
     assert manager.registry.value("ovms_infer_req_queue_size", labels) == 2
 
 
+# A fresh stand-in whose first two requests arrive together (nireq 2): each request validates
+# (Type.to_dtype()) and infers (Tensor.data) in its own thread. Run in a new process each time:
+# OpenVINO's numpy bridge is set up once per process, and that first use is what could hang.
+FIRST_REQUESTS = """
+import sys, threading
+import numpy as np
+from ovms_standin.manager import ModelManager
+from ovms_standin.metrics import Registry
+manager = ModelManager(sys.argv[1], Registry())
+manager.apply(*manager.read_config())
+instance = manager.get_version("tiny", 0)
+barrier = threading.Barrier(2)
+def request():
+    barrier.wait()
+    with instance.guard(0):
+        instance.inputs["x"].numpy_dtype
+        instance.infer({"x": np.array([[-3.0, -1.0, 0.0, 2.0]], np.float32)})
+threads = [threading.Thread(target=request, daemon=True) for _ in range(2)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join(30)
+print("hung" if any(thread.is_alive() for thread in threads) else "served", flush=True)
+"""
+# Without the stand-in's warm-up about one fresh process in three hung here.
+FIRST_REQUEST_ROUNDS = 6
+
+
+def test_first_requests_at_once_do_not_hang_a_fresh_server(repo):
+    repo.write({"name": "tiny", "base_path": "models/tiny", "nireq": 2})
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "ovms_standin")}
+    for _round in range(FIRST_REQUEST_ROUNDS):
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", FIRST_REQUESTS, str(repo.config)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env=env,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail("a fresh stand-in hung on its first two requests (process did not end)")
+        assert done.stdout.strip() == "served", done.stderr[-2000:]
+
+
 def test_shape_and_layout_from_config(repo, manager):
     x = ops.parameter([1, 2, 3, 4], ov.Type.f32, name="image")
     x.output(0).get_tensor().set_names({"image"})
@@ -210,8 +258,81 @@ def test_shape_and_layout_from_config(repo, manager):
     assert dynamic.inputs["image"].flat_dims() == [-1, -1, -1, -1]
 
 
+# ---- plugin_config checked against the device; target devices OVMS accepts ----
+
+PRECISION = {"INFERENCE_PRECISION_HINT": "f32"}
+
+
+def tiny_entry(name: str, **extra: object) -> dict[str, object]:
+    return {"name": name, "base_path": "models/tiny", **extra}
+
+
+def test_unsupported_plugin_key_stops_the_model_list_at_start(repo, manager):
+    repo.write(
+        tiny_entry("first", plugin_config=PRECISION),
+        tiny_entry("auto-precision", target_device="AUTO", plugin_config=PRECISION),
+        tiny_entry("after"),
+    )
+    start(manager)
+    assert states(manager, "first") == {1: AVAILABLE}
+    for name in ("auto-precision", "after"):
+        with pytest.raises(OvmsError) as missing:
+            manager.get_model(name)
+        assert missing.value.code is Code.MODEL_NAME_MISSING
+    assert manager.current is not None and manager.current.stopped_at == "auto-precision"
+
+
+def test_unsupported_plugin_key_on_reload_unloads_that_model_and_the_later_ones(repo, manager):
+    good = [tiny_entry("first"), tiny_entry("second"), tiny_entry("third")]
+    repo.write(*good)
+    start(manager)
+    assert [states(manager, n) for n in ("first", "second", "third")] == [{1: AVAILABLE}] * 3
+    repo.write(good[0], tiny_entry("second", plugin_config={"NO_SUCH_KEY": "1"}), good[2])
+    manager.poll_once()
+    assert states(manager, "first") == {1: AVAILABLE}
+    assert states(manager, "second") == {1: END}
+    assert states(manager, "third") == {1: END}
+    np.testing.assert_allclose(run_tiny_named(manager, "first"), [[0, 0, 1, 3]])
+    # POST /v1/config/reload loads the same file again and fails again, as OVMS does.
+    with pytest.raises(PartialConfigError):
+        manager.reload_now()
+    assert states(manager, "third") == {1: END}
+    repo.write(*good)
+    manager.poll_once()
+    assert [states(manager, n)[1] for n in ("second", "third")] == [AVAILABLE, AVAILABLE]
+    assert manager.reload_now() is False
+
+
+def run_tiny_named(manager: ModelManager, name: str) -> np.ndarray:
+    instance = manager.get_version(name, 0)
+    with instance.guard(0):
+        return instance.infer({"x": np.array([[-3.0, -1.0, 0.0, 2.0]], np.float32)})["y"]
+
+
+@pytest.mark.parametrize(
+    ("device", "plugin_config", "nireq"),
+    [
+        ("BATCH:CPU(16)", PRECISION, 16),
+        ("AUTO", {"PERFORMANCE_HINT": "LATENCY"}, 1),
+        ("AUTO:CPU", PRECISION, 1),
+        ("MULTI:CPU", PRECISION, 1),
+        ("HETERO:CPU", PRECISION, 1),
+    ],
+)
+def test_target_devices_ovms_accepts_load_and_serve(repo, manager, device, plugin_config, nireq):
+    repo.write(tiny_entry("tiny", target_device=device, plugin_config=plugin_config))
+    start(manager)
+    assert states(manager, "tiny") == {1: AVAILABLE}
+    np.testing.assert_allclose(run_tiny(manager), [[0, 0, 1, 3]])
+    labels = (("name", "tiny"), ("version", "1"))
+    assert manager.registry.value("ovms_infer_req_queue_size", labels) == nireq
+    assert manager.registry.value("ovms_streams", labels) >= 1
+
+
 class Incoming:
-    """A request tensor as the validator sees it."""
+    """A request tensor as the validator sees it: numbers, not JPEG or PNG bytes."""
+
+    is_binary = False
 
     def __init__(self, name: str, shape: tuple[int, ...], precision: str, payload: int) -> None:
         self.name = name
@@ -243,8 +364,10 @@ class Incoming:
         (
             [Incoming("x", (1, 0), "FP32", 0)],
             Code.INVALID_SHAPE,
-            "Invalid input shape - Negative or zero dimension size is not acceptable: (1,0); "
-            "input name: x",
+            (
+                "Invalid input shape - Negative or zero dimension size is not acceptable: (1,0); "
+                "input name: x"
+            ),
         ),
         (
             [Incoming("x", (1, 4), "I64", 32)],
@@ -269,8 +392,10 @@ class Incoming:
         (
             [Incoming("x", (1, 4), "FP32", 15)],
             Code.INVALID_CONTENT_SIZE,
-            "Invalid content size of tensor proto - Expected: 16 bytes; Actual: 15 bytes; "
-            "input name: x",
+            (
+                "Invalid content size of tensor proto - Expected: 16 bytes; Actual: 15 bytes; "
+                "input name: x"
+            ),
         ),
     ],
 )

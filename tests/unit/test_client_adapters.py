@@ -19,8 +19,12 @@ from ovms_client.preprocess import Preprocess
 LABELS = {1: "person", 3: "car"}
 
 
-def tf_outputs(rows: list[tuple[int, float, float, float, float, float]], slots: int = 100,
-               num: int | None = None, suffix: str = "") -> dict[str, np.ndarray]:
+def tf_outputs(
+    rows: list[tuple[int, float, float, float, float, float]],
+    slots: int = 100,
+    num: int | None = None,
+    suffix: str = "",
+) -> dict[str, np.ndarray]:
     """TF Object Detection API outputs; rows are (class, score, ymin, xmin, ymax, xmax)."""
     boxes = np.zeros((1, slots, 4), np.float32)
     scores = np.zeros((1, slots), np.float32)
@@ -76,13 +80,15 @@ def test_tf_layout_tolerates_tensorflow_style_names() -> None:
 
 def test_detection_output_layout_with_end_marker_and_unknown_label() -> None:
     adapter = SsdAdapter(0.5, LABELS)
-    out = detection_output([
-        (0, 1, 0.99, 0.25, 0.5, 0.75, 1.0),
-        (0, 7, 0.6, 0.0, 0.0, 0.5, 0.5),
-        (0, 1, 0.3, 0.0, 0.0, 1.0, 1.0),
-        (-1, 0, 0, 0, 0, 0, 0),
-        (0, 1, 0.9, 0.0, 0.0, 1.0, 1.0),  # after the end marker: ignored
-    ])
+    out = detection_output(
+        [
+            (0, 1, 0.99, 0.25, 0.5, 0.75, 1.0),
+            (0, 7, 0.6, 0.0, 0.0, 0.5, 0.5),
+            (0, 1, 0.3, 0.0, 0.0, 1.0, 1.0),
+            (-1, 0, 0, 0, 0, 0, 0),
+            (0, 1, 0.9, 0.0, 0.0, 1.0, 1.0),  # after the end marker: ignored
+        ]
+    )
     detections = adapter(out, 640, 480)
     assert [(d.label, d.class_id) for d in detections] == [("person", 1), ("7", 7)]
     # (x0, y0, x1, y1) order, normalised.
@@ -110,8 +116,12 @@ def test_unreadable_outputs_raise_an_error_listing_them() -> None:
 def test_to_json_shape() -> None:
     out = tf_outputs([(1, 0.912345, 0.1, 0.2, 0.5, 0.6)])
     record = SsdAdapter(0.5, LABELS)(out, 1000, 1000)[0].to_json()
-    assert record == {"label": "person", "class_id": 1, "score": 0.9123,
-                      "box": {"xmin": 200.0, "ymin": 100.0, "xmax": 600.0, "ymax": 500.0}}
+    assert record == {
+        "label": "person",
+        "class_id": 1,
+        "score": 0.9123,
+        "box": {"xmin": 200.0, "ymin": 100.0, "xmax": 600.0, "ymax": 500.0},
+    }
 
 
 def frame() -> np.ndarray:
@@ -126,8 +136,9 @@ def test_preprocess_resizes_with_inter_linear_and_converts_to_rgb_nhwc() -> None
     tensor = Preprocess(10, 6, "NHWC", "RGB", "uint8")(frame())
     assert tensor.shape == (1, 6, 10, 3)
     assert tensor.dtype == np.uint8
-    expected = cv2.cvtColor(cv2.resize(frame(), (10, 6), interpolation=cv2.INTER_LINEAR),
-                            cv2.COLOR_BGR2RGB)
+    expected = cv2.cvtColor(
+        cv2.resize(frame(), (10, 6), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB
+    )
     np.testing.assert_array_equal(tensor[0], expected)
     assert tuple(tensor[0, 0, 0]) == (0, 0, 255)  # blue, now in RGB order
     assert tensor.flags["C_CONTIGUOUS"]
@@ -152,8 +163,9 @@ def test_preprocess_accepts_gray_and_bgra_frames() -> None:
 # --- YOLO ------------------------------------------------------------------------------------
 
 
-def yolo_v8(boxes: list[tuple[float, float, float, float, int, float]], classes: int = 3,
-            slots: int = 50) -> dict[str, np.ndarray]:
+def yolo_v8(
+    boxes: list[tuple[float, float, float, float, int, float]], classes: int = 3, slots: int = 50
+) -> dict[str, np.ndarray]:
     """[1, 4+C, N]; boxes are (cx, cy, w, h, class, score) in input pixels."""
     tensor = np.zeros((1, 4 + classes, slots), np.float32)
     for i, (cx, cy, w, h, cls, score) in enumerate(boxes):
@@ -162,8 +174,11 @@ def yolo_v8(boxes: list[tuple[float, float, float, float, int, float]], classes:
     return {"output0": tensor}
 
 
-def yolo_v5(boxes: list[tuple[float, float, float, float, float, int, float]],
-            classes: int = 3, slots: int = 50) -> dict[str, np.ndarray]:
+def yolo_v5(
+    boxes: list[tuple[float, float, float, float, float, int, float]],
+    classes: int = 3,
+    slots: int = 50,
+) -> dict[str, np.ndarray]:
     """[1, N, 5+C]; boxes are (cx, cy, w, h, objectness, class, class score)."""
     tensor = np.zeros((1, slots, 5 + classes), np.float32)
     for i, (cx, cy, w, h, obj, cls, score) in enumerate(boxes):
@@ -173,8 +188,14 @@ def yolo_v5(boxes: list[tuple[float, float, float, float, float, int, float]],
 
 
 def yolo(**kwargs: object) -> YoloAdapter:
-    options = {"score_threshold": 0.25, "labels": {0: "person", 2: "car"}, "iou_threshold": 0.45,
-               "input_width": 640, "input_height": 640, **kwargs}
+    options = {
+        "score_threshold": 0.25,
+        "labels": {0: "person", 2: "car"},
+        "iou_threshold": 0.45,
+        "input_width": 640,
+        "input_height": 640,
+        **kwargs,
+    }
     return YoloAdapter(**options)  # type: ignore[arg-type]
 
 
@@ -188,12 +209,14 @@ def test_yolo_v8_boxes_scale_from_input_pixels_to_the_frame() -> None:
 
 
 def test_yolo_nms_merges_overlaps_of_one_class_but_not_across_classes() -> None:
-    outputs = yolo_v8([
-        (100, 100, 50, 50, 0, 0.80),
-        (104, 102, 50, 50, 0, 0.95),  # same person, better score: kept
-        (104, 102, 50, 50, 2, 0.60),  # same place, other class: kept
-        (400, 400, 50, 50, 0, 0.50),  # elsewhere: kept
-    ])
+    outputs = yolo_v8(
+        [
+            (100, 100, 50, 50, 0, 0.80),
+            (104, 102, 50, 50, 0, 0.95),  # same person, better score: kept
+            (104, 102, 50, 50, 2, 0.60),  # same place, other class: kept
+            (400, 400, 50, 50, 0, 0.50),  # elsewhere: kept
+        ]
+    )
     dets = yolo()(outputs, 640, 640)
     assert [(d.class_id, round(d.score, 2)) for d in dets] == [(0, 0.95), (2, 0.6), (0, 0.5)]
 
@@ -220,7 +243,7 @@ def test_yolo_auto_variant_follows_the_shape_and_can_be_forced() -> None:
     assert [d.class_id for d in yolo()(v5, 640, 640)] == [1]
     # With fewer boxes than rows the shape misleads auto; the setting decides then.
     tiny_v8 = yolo_v8([(320, 320, 64, 64, 1, 0.7)], slots=3)  # [1,7,3]
-    with pytest.raises(InferenceError, match=r"\(v5\) got output shape \[7, 3\]"):
+    with pytest.raises(InferenceError, match=r"\(v5\) cannot read .*got output shape \[7, 3\]"):
         yolo()(tiny_v8, 640, 640)
     assert [d.class_id for d in yolo(variant="v8")(tiny_v8, 640, 640)] == [1]
 
@@ -229,14 +252,18 @@ def test_yolo_normalised_coordinates_and_clipping() -> None:
     outputs = yolo_v8([(0.5, 0.5, 0.5, 0.25, 0, 0.9), (0.95, 0.1, 0.2, 0.4, 2, 0.9)])
     dets = yolo()(outputs, 200, 100)
     assert (dets[0].xmin, dets[0].ymin, dets[0].xmax, dets[0].ymax) == pytest.approx(
-        (50, 37.5, 150, 62.5))
+        (50, 37.5, 150, 62.5)
+    )
     assert (dets[1].xmax, dets[1].ymin) == pytest.approx((200, 0))
 
 
 def test_yolo_rejects_outputs_it_cannot_read() -> None:
     with pytest.raises(InferenceError, match="adapter 'yolo'.*exactly one 3-D tensor"):
-        yolo()({"a": np.zeros((1, 84, 10), np.float32), "b": np.zeros((1, 84, 10), np.float32)},
-               640, 640)
+        yolo()(
+            {"a": np.zeros((1, 84, 10), np.float32), "b": np.zeros((1, 84, 10), np.float32)},
+            640,
+            640,
+        )
 
 
 def test_nms_keeps_the_best_of_each_cluster() -> None:
@@ -268,6 +295,41 @@ def test_classification_needs_one_score_tensor() -> None:
         ClassificationAdapter(0.0, {}, 5)({"a": np.zeros((1, 4, 4, 3), np.float32)}, 1, 1)
 
 
+def test_classification_quantised_softmax_reads_as_probabilities() -> None:
+    """int8 TensorFlow Lite classifiers give a uint8 softmax (scale 1/256, zero point 0) or an
+    int8 one (zero point -128); the raw values must not go through another softmax."""
+    raw = np.zeros((1, 1000), np.uint8)
+    raw[0, [7, 42, 99]] = [128, 64, 62]  # 0.5, 0.25, ~0.24 of 256
+    classes = ClassificationAdapter(0.1, {}, top_k=5)({"Softmax": raw}, 10, 10)
+    assert [c.class_id for c in classes] == [7, 42, 99]
+    assert [c.score for c in classes] == pytest.approx([128 / 254, 64 / 254, 62 / 254])
+
+    signed = (raw.astype(np.int16) - 128).astype(np.int8)
+    again = ClassificationAdapter(0.1, {}, top_k=5)({"Softmax": signed}, 10, 10)
+    assert [(c.class_id, c.score) for c in again] == [(c.class_id, c.score) for c in classes]
+    nothing = ClassificationAdapter(0.0, {}, top_k=2)({"s": np.zeros((1, 4), np.uint8)}, 1, 1)
+    assert [c.score for c in nothing] == [0.0, 0.0]
+
+
+def test_adapter_errors_name_the_model_and_its_output_shapes() -> None:
+    ssd_outputs = {
+        "detection_boxes": np.zeros((1, 100, 4), np.float32),
+        "detection_scores": np.zeros((1, 100), np.float32),
+        "detection_classes": np.zeros((1, 100), np.float32),
+        "num_detections": np.zeros((1,), np.float32),
+    }
+    yolo_adapter = make_adapter(AdapterOptions("yolo", 0.3, {}, model="person-detection"), 416, 416)
+    with pytest.raises(InferenceError) as caught:
+        yolo_adapter(ssd_outputs, 640, 480)
+    message = str(caught.value)
+    assert "adapter 'yolo' (v5) cannot read the outputs of model 'person-detection'" in message
+    assert "'detection_boxes': [1, 100, 4], 'detection_scores': [1, 100]" in message
+    assert "got output shape [100, 4] per image, expected [N, 5+C]" in message
+    classifier = make_adapter(AdapterOptions("classification", 0, {}, model="ssd"), 1, 1)
+    with pytest.raises(InferenceError, match="outputs of model 'ssd' .*'detection_boxes'"):
+        classifier(ssd_outputs, 1, 1)
+
+
 def test_make_adapter_picks_by_name() -> None:
     options = AdapterOptions("yolo", 0.3, {}, iou_threshold=0.5)
     adapter = make_adapter(options, 416, 320)
@@ -285,3 +347,34 @@ def test_preprocess_mean_and_scale_per_channel_in_either_layout() -> None:
     assert tensor[0, :, 0, 0].tolist() == [125.0, 0.0, 0.0]  # R/2, G, (B-10)/2
     nhwc = Preprocess(2, 2, "NHWC", "BGR", "float32", scale=(255.0,))
     assert nhwc(frame)[0, 0, 0].tolist() == pytest.approx([10 / 255, 0.0, 250 / 255])
+
+
+def test_jpeg_preprocess_sends_one_encoded_image_that_decodes_to_the_raw_tensor() -> None:
+    rng = np.random.default_rng(0)
+    # Smooth content (JPEG's case): a gradient with a little noise, 640x360 BGR.
+    ys, xs = np.mgrid[0:360, 0:640]
+    frame_bgr = np.stack([xs % 256, ys % 256, (xs + ys) % 256], axis=-1).astype(np.uint8)
+    frame_bgr = cv2.add(frame_bgr, rng.integers(0, 4, frame_bgr.shape, dtype=np.uint8))
+    raw = Preprocess(300, 200, "NHWC", "RGB", "uint8")(frame_bgr)
+    sent = Preprocess(300, 200, "NHWC", "RGB", "uint8", encoding="jpeg", jpeg_quality=95)(
+        frame_bgr
+    )
+    assert sent.shape == (1,) and sent.dtype == object and isinstance(sent[0], bytes)
+    assert sent[0][:2] == b"\xff\xd8"  # a JPEG
+    # Decoded the way OVMS does (OpenCV, channels as stored): the model's RGB tensor again.
+    decoded = cv2.imdecode(np.frombuffer(sent[0], np.uint8), cv2.IMREAD_UNCHANGED)
+    assert decoded.shape == raw.shape[1:]
+    error = np.abs(decoded.astype(np.int16) - raw[0].astype(np.int16))
+    assert error.mean() < 2.0
+    assert len(sent[0]) < raw.nbytes / 8
+
+
+def test_jpeg_quality_trades_bytes_for_fidelity() -> None:
+    frame_bgr = cv2.GaussianBlur(
+        np.random.default_rng(1).integers(0, 256, (300, 300, 3), dtype=np.uint8), (9, 9), 3
+    )
+    sizes = [
+        len(Preprocess(300, 300, encoding="jpeg", jpeg_quality=q)(frame_bgr)[0])
+        for q in (30, 85, 100)
+    ]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[2]

@@ -17,8 +17,14 @@ from ovms_client.settings import load
 def settings(tmp_path: Path, address: str, api: str, **extra: str):
     image = tmp_path / "x.png"
     image.write_bytes(b"")
-    values = {"model_name": "m", "server_address": address, "inputs": [str(image)],
-              "api": api, "request_timeout": "2", **extra}
+    values = {
+        "model_name": "m",
+        "server_address": address,
+        "inputs": [str(image)],
+        "api": api,
+        "request_timeout": "2",
+        **extra,
+    }
     return load(values, {}, tmp_path)
 
 
@@ -41,7 +47,8 @@ def closed_port() -> str:
 
 
 def test_tfs_against_a_server_without_the_tfs_api_says_to_use_kserve(
-        tmp_path: Path, empty_server: str) -> None:
+    tmp_path: Path, empty_server: str
+) -> None:
     api = make_api(settings(tmp_path, empty_server, "tfs"))
     assert isinstance(api, TfsApi)
     with pytest.raises(InferenceError, match=r"UNIMPLEMENTED.*set api: kserve") as caught:
@@ -53,27 +60,35 @@ def test_tfs_against_a_server_without_the_tfs_api_says_to_use_kserve(
 def test_kserve_unimplemented_is_fatal_too(tmp_path: Path, empty_server: str) -> None:
     api = make_api(settings(tmp_path, empty_server, "kserve"))
     assert isinstance(api, KServeApi)
-    with pytest.raises(InferenceError, match=r"model readiness check on .* \(kserve\): "
-                                             r"UNIMPLEMENTED"):
+    with pytest.raises(
+        InferenceError,
+        match=r"model readiness check on .* \(kserve\): "
+        r"UNIMPLEMENTED",
+    ):
         api.model_ready()
     api.close()
 
 
 @pytest.mark.parametrize("kind", ["kserve", "tfs"])
-def test_nobody_listening_is_unavailable_not_fatal(tmp_path: Path, closed_port: str,
-                                                   kind: str) -> None:
+def test_nobody_listening_is_unavailable_not_fatal(
+    tmp_path: Path, closed_port: str, kind: str
+) -> None:
     api = make_api(settings(tmp_path, closed_port, kind))
     with pytest.raises(ServerUnavailable, match="UNAVAILABLE"):
         api.model_ready()
     api.close()
 
 
-def test_channel_options_shorten_reconnect_backoff_and_override_server_name(
-        tmp_path: Path) -> None:
+def test_channel_options_shorten_reconnect_backoff_and_override_server_name(tmp_path: Path) -> None:
     ca = tmp_path / "ca.pem"
     ca.write_text("PEM")
-    options = dict(channel_options(settings(tmp_path, "127.0.0.1:9000", "kserve",
-                                            tls_ca=str(ca), tls_server_name="ovms.store")))
+    options = dict(
+        channel_options(
+            settings(
+                tmp_path, "127.0.0.1:9000", "kserve", tls_ca=str(ca), tls_server_name="ovms.store"
+            )
+        )
+    )
     assert options["grpc.max_reconnect_backoff_ms"] <= 5000
     # A dead connection after a network cut is noticed by keepalive, not by TCP's retries.
     assert options["grpc.keepalive_time_ms"] + options["grpc.keepalive_timeout_ms"] <= 20000

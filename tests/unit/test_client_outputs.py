@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from ovms_client.errors import ConfigError
 from ovms_client.exporters import Annotator, PrometheusServer, render_prometheus
 from ovms_client.results import JsonLinesWriter, Metrics
 from ovms_client.settings import load
+from prometheus_client.parser import text_string_to_metric_families
 from test_client_pipeline import ScriptedApi, gray_frames, settings_for
 
 
@@ -39,8 +39,12 @@ def test_density_finds_the_largest_count_that_keeps_the_target() -> None:
     assert result.streams == 6  # 100/6 = 16.7 passes, 100/7 = 14.3 does not
     assert 7 in calls and len(calls) <= MAX_TRIALS
     assert not result.capped
-    assert result.to_json()["trials"][0] == {"streams": 1, "min_fps": 40.0, "total_fps": 40.0,
-                                             "fps": [40.0]}
+    assert result.to_json()["trials"][0] == {
+        "streams": 1,
+        "min_fps": 40.0,
+        "total_fps": 40.0,
+        "fps": [40.0],
+    }
 
 
 def test_density_gallops_past_a_low_estimate() -> None:
@@ -71,33 +75,94 @@ def scrape(port: int, path: str = "/metrics") -> str:
         return response.read().decode()
 
 
-def test_prometheus_endpoint_serves_per_stream_counters_and_histogram() -> None:
+# What the hand-written endpoint served before prometheus_client did (sample names and kinds):
+# dashboards and tests/integration read these names.
+SAMPLE_NAMES = {
+    "ovms_client_server_up",
+    "ovms_client_frames_total",
+    "ovms_client_errors_total",
+    "ovms_client_dropped_frames_total",
+    "ovms_client_fps",
+    "ovms_client_request_latency_seconds_bucket",
+    "ovms_client_request_latency_seconds_sum",
+    "ovms_client_request_latency_seconds_count",
+}
+KINDS = {
+    "ovms_client_server_up": "gauge",
+    "ovms_client_frames": "counter",
+    "ovms_client_errors": "counter",
+    "ovms_client_dropped_frames": "counter",
+    "ovms_client_fps": "gauge",
+    "ovms_client_request_latency_seconds": "histogram",
+}
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """(sample name, sorted labels) -> value, parsed the way Prometheus parses a scrape."""
+    families = list(text_string_to_metric_families(text))
+    assert {f.name: f.type for f in families} == KINDS
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in families
+        for s in family.samples
+    }
+
+
+def test_prometheus_endpoint_serves_the_same_metrics_over_http() -> None:
     metrics = Metrics(["door", 'odd"id'])
     for latency in (0.004, 0.012, 0.2):
         metrics.frame_done("door", latency, latency)
     metrics.request_failed("door")
     metrics.frame_dropped('odd"id')
-    server = PrometheusServer("127.0.0.1", 0, metrics, lambda: True)
+    up = [True]
+    server = PrometheusServer("127.0.0.1", 0, metrics, lambda: up[0])
     server.start()
     try:
-        text = scrape(server.port)
-        with pytest.raises(urllib.error.HTTPError):
-            scrape(server.port, "/other")
+        first = samples(scrape(server.port))
+        metrics.frame_done("door", 0.03, 0.03)
+        up[0] = False
+        second = samples(scrape(server.port))
     finally:
         server.close()
-    lines = set(text.splitlines())
-    assert "ovms_client_server_up 1" in lines
-    assert 'ovms_client_frames_total{stream="door"} 3' in lines
-    assert 'ovms_client_errors_total{stream="door"} 1' in lines
-    assert 'ovms_client_dropped_frames_total{stream="odd\\"id"} 1' in lines
-    assert 'ovms_client_request_latency_seconds_bucket{stream="door",le="0.005"} 1' in lines
-    assert 'ovms_client_request_latency_seconds_bucket{stream="door",le="0.02"} 2' in lines
-    assert 'ovms_client_request_latency_seconds_bucket{stream="door",le="+Inf"} 3' in lines
-    assert 'ovms_client_request_latency_seconds_count{stream="door"} 3' in lines
-    fps = next(line for line in lines if line.startswith('ovms_client_fps{stream="door"}'))
-    assert float(fps.split()[-1]) > 0
-    assert "# TYPE ovms_client_request_latency_seconds histogram" in lines
+    assert {name for name, _labels in first} == SAMPLE_NAMES
+    door, odd = (("stream", "door"),), (("stream", 'odd"id'),)
+    assert first[("ovms_client_server_up", ())] == 1
+    assert first[("ovms_client_frames_total", door)] == 3
+    assert first[("ovms_client_frames_total", odd)] == 0
+    assert first[("ovms_client_errors_total", door)] == 1
+    assert first[("ovms_client_dropped_frames_total", odd)] == 1
+    assert first[("ovms_client_fps", door)] > 0
+    bucket = "ovms_client_request_latency_seconds_bucket"
+    assert first[(bucket, (("le", "0.005"), *door))] == 1
+    assert first[(bucket, (("le", "0.02"), *door))] == 2
+    assert first[(bucket, (("le", "+Inf"), *door))] == 3
+    assert first[("ovms_client_request_latency_seconds_count", door)] == 3
+    assert first[("ovms_client_request_latency_seconds_sum", door)] == pytest.approx(0.216)
+    # Each scrape reads the counters afresh.
+    assert second[("ovms_client_server_up", ())] == 0
+    assert second[("ovms_client_frames_total", door)] == 4
+    assert second[(bucket, (("le", "0.05"), *door))] == 3  # 0.004, 0.012, 0.03
+    assert second[(bucket, (("le", "0.25"), *door))] == 4
+    # The text render is the endpoint's.
     assert render_prometheus(metrics, False).startswith("# HELP ovms_client_server_up")
+
+
+def test_prometheus_endpoint_that_cannot_listen_names_the_settings() -> None:
+    metrics = Metrics(["s"])
+    first = PrometheusServer("127.0.0.1", 0, metrics, lambda: True)
+    first.start()
+    try:
+        taken = PrometheusServer("127.0.0.1", first.port, metrics, lambda: True)
+        with pytest.raises(
+            ConfigError,
+            match=rf"cannot listen on 127.0.0.1:{first.port} for "
+            r"/metrics \(settings 'prometheus_address', "
+            r"'prometheus_port'\)",
+        ):
+            taken.start()
+        taken.close()
+    finally:
+        first.close()
 
 
 def test_annotator_draws_boxes_and_classes(tmp_path: Path) -> None:
@@ -118,41 +183,58 @@ def test_app_writes_annotated_frames_and_serves_metrics_while_running(tmp_path: 
     settings = settings_for(tmp_path, [str(folder)], annotate_dir=str(tmp_path / "ann"))
     assert App(settings, threading.Event(), ScriptedApi()).run() == 0
     assert sorted(p.name for p in (tmp_path / "ann/stream0").iterdir()) == [
-        f"{i:08d}.jpg" for i in range(6)]
+        f"{i:08d}.jpg" for i in range(6)
+    ]
 
 
-@pytest.mark.parametrize(("flags", "message"), [
-    ({"mqtt_topic": "shop/#"}, "setting 'mqtt_topic'.*without wildcards"),
-    ({"mqtt_topic": "shop/{camera}"}, "only placeholder is \\{stream\\}"),
-    ({"mqtt_broker": "localhost"}, "setting 'mqtt_broker'.*HOST:PORT"),
-    ({"prometheus_port": "70000"}, "setting 'prometheus_port'.*between 0 and 65535"),
-    ({"adapter": "detr"}, "setting 'adapter'.*ssd, yolo, classification"),
-    ({"top_k": "0"}, "setting 'top_k'"),
-    ({"mean": "1,2"}, "setting 'mean'.*one number or three"),
-    ({"scale": "255"}, "'mean' and 'scale' need dtype float32"),
-    ({"scale": "0", "dtype": "float32"}, "'scale'.*cannot be 0"),
-    ({"density_trial_s": "0.5"}, "setting 'density_trial_s'"),
-    ({"output_max_mb": "-1"}, "setting 'output_max_mb'"),
-    ({"output_backups": "0"}, "setting 'output_backups'"),
-])
-def test_bad_output_and_adapter_settings_name_the_setting(tmp_path: Path, flags: dict,
-                                                          message: str) -> None:
-    values = {"model_name": "m", "server_address": "127.0.0.1:1", "inputs": [str(tmp_path)],
-              **flags}
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"mqtt_topic": "shop/#"}, "setting 'mqtt_topic'.*without wildcards"),
+        ({"mqtt_topic": "shop/{camera}"}, "only placeholder is \\{stream\\}"),
+        ({"mqtt_broker": "localhost"}, "setting 'mqtt_broker'.*HOST:PORT"),
+        ({"prometheus_port": "70000"}, "setting 'prometheus_port'.*between 0 and 65535"),
+        ({"adapter": "detr"}, "setting 'adapter'.*ssd, yolo, classification"),
+        ({"top_k": "0"}, "setting 'top_k'"),
+        ({"mean": "1,2"}, "setting 'mean'.*one number or three"),
+        ({"scale": "255"}, "'mean' and 'scale' need dtype float32"),
+        ({"scale": "0", "dtype": "float32"}, "'scale'.*cannot be 0"),
+        ({"density_trial_s": "0.5"}, "setting 'density_trial_s'"),
+        ({"output_max_mb": "-1"}, "setting 'output_max_mb'"),
+        ({"output_backups": "0"}, "setting 'output_backups'"),
+    ],
+)
+def test_bad_output_and_adapter_settings_name_the_setting(
+    tmp_path: Path, flags: dict, message: str
+) -> None:
+    values = {
+        "model_name": "m",
+        "server_address": "127.0.0.1:1",
+        "inputs": [str(tmp_path)],
+        **flags,
+    }
     with pytest.raises(ConfigError, match=message):
         load(values, {}, tmp_path)
 
 
 def test_density_refuses_a_live_first_input(tmp_path: Path) -> None:
-    settings = load({"model_name": "m", "server_address": "127.0.0.1:1",
-                     "inputs": ["rtsp://127.0.0.1:1/cam"], "stream_density": "true"}, {},
-                    tmp_path)
+    settings = load(
+        {
+            "model_name": "m",
+            "server_address": "127.0.0.1:1",
+            "inputs": ["rtsp://127.0.0.1:1/cam"],
+            "stream_density": "true",
+        },
+        {},
+        tmp_path,
+    )
     with pytest.raises(ConfigError, match="'stream_density' needs a video file or image"):
         App(settings, threading.Event(), ScriptedApi()).run()
 
 
 def test_results_file_rotates_keeping_the_newest_backups_and_every_line_whole(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     output = tmp_path / "results" / "detections.jsonl"
     output.parent.mkdir()
     output.write_text('{"n":-1}\n')  # a previous run's line: appended to, not erased
@@ -165,10 +247,16 @@ def test_results_file_rotates_keeping_the_newest_backups_and_every_line_whole(
     assert writer.rotations > 2  # older backups were deleted, not kept
     for path in output.parent.iterdir():
         assert path.stat().st_size <= 200
-    newest_first = [output, output.with_name("detections.jsonl.1"),
-                    output.with_name("detections.jsonl.2")]
-    numbers = [json.loads(line)["n"] for path in reversed(newest_first)
-               for line in path.read_text().splitlines()]
+    newest_first = [
+        output,
+        output.with_name("detections.jsonl.1"),
+        output.with_name("detections.jsonl.2"),
+    ]
+    numbers = [
+        json.loads(line)["n"]
+        for path in reversed(newest_first)
+        for line in path.read_text().splitlines()
+    ]
     # The kept lines are the last ones written, in order, none split or lost between files.
     assert numbers == list(range(60 - len(numbers), 60))
 
@@ -188,13 +276,15 @@ def test_results_on_stdout_are_never_rotated(capsys: pytest.CaptureFixture[str])
     for n in range(20):
         writer.write({"n": n, "pad": "x" * 20})
     writer.close()
-    assert [json.loads(line)["n"] for line in capsys.readouterr().out.splitlines()] == \
-        list(range(20))
+    assert [json.loads(line)["n"] for line in capsys.readouterr().out.splitlines()] == list(
+        range(20)
+    )
     assert writer.rotations == 0
 
 
 def test_rotation_that_cannot_rename_keeps_appending_and_warns_once(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     folder = tmp_path / "results"
     folder.mkdir()
     output = folder / "detections.jsonl"

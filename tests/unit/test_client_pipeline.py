@@ -32,9 +32,14 @@ class ScriptedApi:
 
     address = "scripted:0"
 
-    def __init__(self, outage_at: int | None = None, probes_while_down: int = 3,
-                 delay: float = 0.004, stop_after: tuple[int, threading.Event] | None = None,
-                 outputs: dict[str, np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        outage_at: int | None = None,
+        probes_while_down: int = 3,
+        delay: float = 0.004,
+        stop_after: tuple[int, threading.Event] | None = None,
+        outputs: dict[str, np.ndarray] | None = None,
+    ) -> None:
         self.outage_at = outage_at
         self.probes_while_down = probes_while_down
         self.delay = delay
@@ -94,9 +99,17 @@ def gray_frames(folder: Path, count: int) -> Path:
 
 
 def settings_for(tmp_path: Path, inputs: list[str], **flags: object):
-    values = {"model_name": "m", "server_address": "127.0.0.1:1", "inputs": inputs,
-              "output": str(tmp_path / "out.jsonl"), "in_flight": "4", "metrics_interval": "0",
-              "score_threshold": "0.5", "ready_timeout": "5", **flags}
+    values = {
+        "model_name": "m",
+        "server_address": "127.0.0.1:1",
+        "inputs": inputs,
+        "output": str(tmp_path / "out.jsonl"),
+        "in_flight": "4",
+        "metrics_interval": "0",
+        "score_threshold": "0.5",
+        "ready_timeout": "5",
+        **flags,
+    }
     return load(values, {}, tmp_path)
 
 
@@ -114,15 +127,22 @@ def test_frames_come_out_in_order_with_requests_in_flight(tmp_path: Path) -> Non
     assert [r["detections"][0]["class_id"] for r in frames] == list(range(40))
     assert frames[0]["width"] == 24 and frames[0]["height"] == 16
     # The box is in the original 24x16 frame's pixels, not the model's 8x8.
-    assert frames[0]["detections"][0]["box"] == {"xmin": 0.0, "ymin": 0.0, "xmax": 12.0,
-                                                 "ymax": 8.0}
+    assert frames[0]["detections"][0]["box"] == {
+        "xmin": 0.0,
+        "ymin": 0.0,
+        "xmax": 12.0,
+        "ymax": 8.0,
+    }
     summary = lines[-1]
     assert summary["type"] == "summary"
     assert summary["frames"] == 40
     assert summary["exit_code"] == 0 and summary["stopped_by"] == "end of input"
     assert summary["fps"] > 0
-    assert summary["streams"]["stream0"]["latency_ms"]["p95"] >= \
-        summary["streams"]["stream0"]["latency_ms"]["p50"] > 0
+    assert (
+        summary["streams"]["stream0"]["latency_ms"]["p95"]
+        >= summary["streams"]["stream0"]["latency_ms"]["p50"]
+        > 0
+    )
     assert api.closed
 
 
@@ -159,7 +179,8 @@ def test_several_streams_in_one_process(tmp_path: Path) -> None:
 
 
 def test_outage_is_ridden_out_logged_once_and_no_frame_is_lost(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     folder = gray_frames(tmp_path / "frames", 30)
     api = ScriptedApi(outage_at=10, probes_while_down=2)
     with caplog.at_level(logging.INFO):
@@ -178,8 +199,9 @@ def test_outage_is_ridden_out_logged_once_and_no_frame_is_lost(
 def test_stop_ends_an_endless_input_cleanly_with_a_summary(tmp_path: Path) -> None:
     folder = gray_frames(tmp_path / "frames", 5)
     stop = threading.Event()
-    app = App(settings_for(tmp_path, [str(folder)], loop="true"), stop,
-              ScriptedApi(stop_after=(25, stop)))
+    app = App(
+        settings_for(tmp_path, [str(folder)], loop="true"), stop, ScriptedApi(stop_after=(25, stop))
+    )
     app.stopped_by_signal = True  # what the SIGTERM handler does besides setting stop
     assert app.run() == 0
     lines = read_lines(tmp_path / "out.jsonl")
@@ -203,11 +225,12 @@ def test_unreadable_outputs_end_the_run_with_exit_code_5(tmp_path: Path) -> None
         App(settings_for(tmp_path, [str(folder)]), threading.Event(), api).run()
     assert caught.value.exit_code == ExitCode.INFERENCE
     summary = read_lines(tmp_path / "out.jsonl")[-1]
-    assert summary["exit_code"] == 5 and "cannot read the model outputs" in summary["error"]
+    assert summary["exit_code"] == 5 and "cannot read the outputs of model 'm'" in summary["error"]
 
 
 def test_unusable_inputs_and_outputs_are_reported_before_contacting_the_server(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     bogus = tmp_path / "bogus.mp4"
     bogus.write_bytes(b"\x00" * 100)
     api = ScriptedApi()
@@ -227,8 +250,9 @@ def test_metrics_lines_appear_periodically(tmp_path: Path) -> None:
     folder = gray_frames(tmp_path / "frames", 4)
     stop = threading.Event()
     api = ScriptedApi(delay=0.02, stop_after=(60, stop))
-    settings = settings_for(tmp_path, [str(folder)], loop="true", metrics_interval="0.2",
-                            in_flight="1")
+    settings = settings_for(
+        tmp_path, [str(folder)], loop="true", metrics_interval="0.2", in_flight="1"
+    )
     assert App(settings, stop, api).run() == 0
     metrics = [r for r in read_lines(tmp_path / "out.jsonl") if r["type"] == "metrics"]
     assert metrics, "a run of ~0.6 s with a 0.2 s interval writes metrics lines"
@@ -250,10 +274,12 @@ def test_resolve_input_takes_size_from_metadata_and_checks_the_profile(tmp_path:
     nchw = settings_for(tmp_path, [str(folder)], layout="NCHW", dtype="float32")
     assert resolve_input(nchw, model((1, 3, 256, 128), "float32"))[1].shape == (1, 3, 256, 128)
     with pytest.raises(ConfigError, match="setting 'input_size' is 320x320, but model input"):
-        resolve_input(settings_for(tmp_path, [str(folder)], input_size="320x320"),
-                      model((1, 300, 300, 3)))
-    with pytest.raises(ConfigError, match="setting 'dtype' is uint8, but model input 'x' takes "
-                                          "float32"):
+        resolve_input(
+            settings_for(tmp_path, [str(folder)], input_size="320x320"), model((1, 300, 300, 3))
+        )
+    with pytest.raises(
+        ConfigError, match="setting 'dtype' is uint8, but model input 'x' takes float32"
+    ):
         resolve_input(base, model((1, 300, 300, 3), "float32"))
     with pytest.raises(ConfigError, match="check setting 'layout'"):
         resolve_input(base, model((1, 3, 300, 300)))
@@ -262,8 +288,10 @@ def test_resolve_input_takes_size_from_metadata_and_checks_the_profile(tmp_path:
     with pytest.raises(ConfigError, match="set 'input_name'"):
         resolve_input(base, model((1, 8, 8, 3), names=("a", "b")))
     with pytest.raises(ConfigError, match="setting 'input_name' is 'c'"):
-        resolve_input(settings_for(tmp_path, [str(folder)], input_name="c"),
-                      model((1, 8, 8, 3), names=("a", "b")))
+        resolve_input(
+            settings_for(tmp_path, [str(folder)], input_name="c"),
+            model((1, 8, 8, 3), names=("a", "b")),
+        )
 
 
 def test_ordered_emitter_holds_back_until_gaps_fill(tmp_path: Path) -> None:

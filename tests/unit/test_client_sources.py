@@ -19,11 +19,14 @@ from ovms_client.sources import (
     Pacer,
     VideoFileSource,
     make_source,
+    pace_for,
 )
 
 
-def write_video(path: Path, frames: int, size: tuple[int, int] = (64, 48)) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, size)
+def write_video(
+    path: Path, frames: int, size: tuple[int, int] = (64, 48), fps: float = 10.0
+) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
     assert writer.isOpened()
     for index in range(frames):
         writer.write(np.full((size[1], size[0], 3), index * 10 % 256, np.uint8))
@@ -65,8 +68,9 @@ def test_undecodable_video_is_an_input_error(tmp_path: Path) -> None:
         VideoFileSource(InputSpec("s", str(bogus), SourceKind.VIDEO), loop=False)
 
 
-def test_image_folder_in_name_order_skipping_undecodable(tmp_path: Path,
-                                                         caplog: pytest.LogCaptureFixture) -> None:
+def test_image_folder_in_name_order_skipping_undecodable(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     for index in (2, 0, 1):
         cv2.imwrite(str(tmp_path / f"{index:03}.png"), np.full((4, 6, 3), index, np.uint8))
     (tmp_path / "003.jpg").write_bytes(b"not a jpeg")
@@ -282,3 +286,29 @@ def test_make_source_paces_only_when_input_fps_is_set(tmp_path: Path) -> None:
     assert paced.pacer.interval == pytest.approx(0.25)
     assert paced.live is False
     paced.close()
+
+
+def test_a_looping_video_plays_at_its_own_rate_unless_input_fps_says_otherwise(
+    tmp_path: Path,
+) -> None:
+    spec = InputSpec("s", str(write_video(tmp_path / "v.mp4", 3, fps=15.0)), SourceKind.VIDEO)
+    assert pace_for(spec, loop=True, input_fps=None) == pytest.approx(15.0)
+    # A one-pass file (a benchmark, a batch job) is read as fast as the server answers.
+    assert pace_for(spec, loop=False, input_fps=None) == 0.0
+    assert pace_for(spec, loop=True, input_fps=0.0) == 0.0
+    assert pace_for(spec, loop=True, input_fps=30.0) == 30.0
+    stop = threading.Event()
+    paced = make_source(spec, True, stop, None)
+    assert isinstance(paced, PacedSource)
+    assert paced.pacer.interval == pytest.approx(1 / 15.0)
+    paced.close()
+    assert isinstance(make_source(spec, False, stop, None), VideoFileSource)
+
+
+def test_unset_input_fps_leaves_image_folders_and_cameras_unpaced(tmp_path: Path) -> None:
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((4, 4, 3), np.uint8))
+    folder = InputSpec("s", str(tmp_path), SourceKind.IMAGES)
+    camera = InputSpec("c", "rtsp://camera.invalid/stream", SourceKind.STREAM)
+    assert pace_for(folder, loop=True, input_fps=None) == 0.0
+    assert pace_for(camera, loop=True, input_fps=None) == 0.0
+    assert pace_for(folder, loop=True, input_fps=5.0) == 5.0

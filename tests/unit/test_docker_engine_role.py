@@ -41,7 +41,7 @@ PLAYBOOK = """\
     - name: Run the preflight checks of the role.
       ansible.builtin.include_role:
         name: edge_retail.ovms.docker_engine
-        tasks_from: preflight.yml
+        tasks_from: preflight
         # Lets the next task see the role's variables.
         public: true
 
@@ -154,7 +154,7 @@ def test_valid_settings_pass(preflight: dict[str, dict[str, Any]], case: str) ->
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
-        ("unknown_source", ["docker_engine_source is 'snap'", "distro, upstream, offline"]),
+        ("unknown_source", ["docker_engine_source must be one of: distro, upstream, offline, got: snap"]),
         ("fedora", ["runs Fedora", "supports Debian, Ubuntu"]),
         ("no_systemd", ["with sysvinit", "with systemd"]),
         ("upstream_without_key", ["docker_engine_upstream_signed_by must not be empty"]),

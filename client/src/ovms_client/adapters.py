@@ -13,6 +13,16 @@ from ovms_client.labels import label_for
 
 
 @dataclass(frozen=True)
+class Classification:
+    label: str
+    class_id: int
+    score: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, "class_id": self.class_id, "score": round(self.score, 4)}
+
+
+@dataclass(frozen=True)
 class Detection:
     label: str
     class_id: int
@@ -21,9 +31,11 @@ class Detection:
     ymin: float
     xmax: float
     ymax: float
+    # What a classifier made of the box (classifier_model), best first; None: not classified.
+    classes: tuple[Classification, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        record: dict[str, Any] = {
             "label": self.label,
             "class_id": self.class_id,
             "score": round(self.score, 4),
@@ -34,16 +46,17 @@ class Detection:
                 "ymax": round(self.ymax, 1),
             },
         }
+        if self.classes is not None:
+            record["classes"] = [c.to_json() for c in self.classes]
+        return record
 
 
-@dataclass(frozen=True)
-class Classification:
-    label: str
-    class_id: int
-    score: float
+def _of_model(model: str) -> str:
+    return f" of model '{model}'" if model else ""
 
-    def to_json(self) -> dict[str, Any]:
-        return {"label": self.label, "class_id": self.class_id, "score": round(self.score, 4)}
+
+def _shapes(outputs: Mapping[str, np.ndarray]) -> dict[str, list[int]]:
+    return {name: list(value.shape) for name, value in outputs.items()}
 
 
 class Adapter(Protocol):
@@ -83,9 +96,10 @@ class SsdAdapter:
 
     kind = "detections"
 
-    def __init__(self, score_threshold: float, labels: dict[int, str]) -> None:
+    def __init__(self, score_threshold: float, labels: dict[int, str], model: str = "") -> None:
         self.score_threshold = score_threshold
         self.labels = labels
+        self.model = model
 
     def __call__(
         self, outputs: Mapping[str, np.ndarray], frame_width: int, frame_height: int
@@ -96,9 +110,9 @@ class SsdAdapter:
         else:
             detection_output = _find_detection_output(outputs)
             if detection_output is None:
-                shapes = {name: list(value.shape) for name, value in outputs.items()}
                 raise InferenceError(
-                    f"adapter 'ssd' cannot read the model outputs {shapes}: expected "
+                    f"adapter 'ssd' cannot read the outputs{_of_model(self.model)} "
+                    f"{_shapes(outputs)}: expected "
                     f"detection_boxes/detection_scores/detection_classes(/num_detections) "
                     f"(TF Object Detection API) or one DetectionOutput tensor [1,1,N,7]"
                 )
@@ -114,8 +128,9 @@ class SsdAdapter:
             count = min(count, int(out["num_detections"].reshape(-1)[0]))
         boxes, scores, classes = boxes[:count], scores[:count], classes[:count]
         # TF boxes are (ymin, xmin, ymax, xmax); rows here are (class, score, x0, y0, x1, y1).
-        rows = np.column_stack([classes, scores, boxes[:, 1], boxes[:, 0], boxes[:, 3],
-                                boxes[:, 2]])
+        rows = np.column_stack(
+            [classes, scores, boxes[:, 1], boxes[:, 0], boxes[:, 3], boxes[:, 2]]
+        )
         return rows[scores >= self.score_threshold]
 
     def _detection_output_rows(self, tensor: np.ndarray) -> np.ndarray:
@@ -146,50 +161,75 @@ def _softmax(values: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum()
 
 
+def quantised_probabilities(raw: np.ndarray) -> np.ndarray:
+    """Probabilities from an integer (quantised) softmax output.
+
+    A quantised softmax keeps a fixed scale and zero point (TensorFlow Lite: 1/256 and 0 for
+    uint8, 1/256 and -128 for int8), which OVMS does not report; shifting to the zero point
+    and dividing by the sum gives the same distribution without them.
+    """
+    values = raw.astype(np.float64)
+    if np.issubdtype(raw.dtype, np.signedinteger):
+        values -= float(np.iinfo(raw.dtype).min)
+    total = float(values.sum())
+    if total <= 0.0:
+        return np.zeros(raw.shape, np.float32)
+    return (values / total).astype(np.float32)
+
+
 class ClassificationAdapter:
     """One score per class, [1,C] or [1,C,1,1] (OMZ) or similar: the top_k classes.
 
     Scores are reported as the model gives them when they already are a probability
-    distribution (all within 0..1, summing to about 1); otherwise (logits, as many PyTorch
-    and ONNX exports give) they go through a softmax first, so score_threshold always compares
-    probabilities.
+    distribution (all within 0..1, summing to about 1); logits (as many PyTorch and ONNX
+    exports give) go through a softmax first, and integer outputs (a quantised softmax, as
+    int8 TensorFlow Lite models give) are turned back into probabilities, so score_threshold
+    always compares probabilities.
     """
 
     kind = "classes"
 
-    def __init__(self, score_threshold: float, labels: dict[int, str], top_k: int) -> None:
+    def __init__(
+        self, score_threshold: float, labels: dict[int, str], top_k: int, model: str = ""
+    ) -> None:
         self.score_threshold = score_threshold
         self.labels = labels
         self.top_k = top_k
+        self.model = model
 
     def __call__(
         self, outputs: Mapping[str, np.ndarray], frame_width: int, frame_height: int
     ) -> list[Classification]:
-        scores = self._scores(outputs)
-        if scores.min() < 0.0 or scores.max() > 1.0 or abs(float(scores.sum()) - 1.0) > 0.01:
-            scores = _softmax(scores)
+        raw = self._scores(outputs)
+        if np.issubdtype(raw.dtype, np.integer):
+            scores = quantised_probabilities(raw)
+        else:
+            scores = raw.astype(np.float32)
+            if scores.min() < 0.0 or scores.max() > 1.0 or abs(float(scores.sum()) - 1.0) > 0.01:
+                scores = _softmax(scores)
         k = min(self.top_k, scores.size)
         # argpartition keeps this O(C) for 1000-class models; only the k winners are sorted.
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
         return [
             Classification(label_for(self.labels, int(i)), int(i), float(scores[i]))
-            for i in top if scores[i] >= self.score_threshold
+            for i in top
+            if scores[i] >= self.score_threshold
         ]
 
-    @staticmethod
-    def _scores(outputs: Mapping[str, np.ndarray]) -> np.ndarray:
+    def _scores(self, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
         candidates = {
-            name: value for name, value in outputs.items()
+            name: value
+            for name, value in outputs.items()
             if value.size > 1 and value.shape[0] == 1 and value.size == max(value.shape)
         }
         if len(candidates) != 1:
-            shapes = {name: list(value.shape) for name, value in outputs.items()}
             raise InferenceError(
-                f"adapter 'classification' cannot read the model outputs {shapes}: expected "
-                f"exactly one tensor of class scores shaped [1,C] (or [1,C,1,1])"
+                f"adapter 'classification' cannot read the outputs{_of_model(self.model)} "
+                f"{_shapes(outputs)}: expected exactly one tensor of class scores shaped [1,C] "
+                f"(or [1,C,1,1])"
             )
-        return next(iter(candidates.values())).reshape(-1).astype(np.float32)
+        return next(iter(candidates.values())).reshape(-1)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
@@ -237,14 +277,23 @@ class YoloAdapter:
 
     kind = "detections"
 
-    def __init__(self, score_threshold: float, labels: dict[int, str], iou_threshold: float,
-                 input_width: int, input_height: int, variant: str = "auto") -> None:
+    def __init__(
+        self,
+        score_threshold: float,
+        labels: dict[int, str],
+        iou_threshold: float,
+        input_width: int,
+        input_height: int,
+        variant: str = "auto",
+        model: str = "",
+    ) -> None:
         self.score_threshold = score_threshold
         self.labels = labels
         self.iou_threshold = iou_threshold
         self.input_width = input_width
         self.input_height = input_height
         self.variant = variant
+        self.model = model
 
     def __call__(
         self, outputs: Mapping[str, np.ndarray], frame_width: int, frame_height: int
@@ -257,8 +306,11 @@ class YoloAdapter:
         offset = 4 if variant == "v8" else 5
         if rows.shape[1] <= offset:
             raise InferenceError(
-                f"adapter 'yolo' ({variant}) got output shape {list(tensor.shape)}: expected "
-                f"{'[4+C, N]' if variant == 'v8' else '[N, 5+C]'} with at least one class")
+                f"adapter 'yolo' ({variant}) cannot read the outputs{_of_model(self.model)} "
+                f"{_shapes(outputs)}: got output shape {list(tensor.shape)} per image, expected "
+                f"{'[4+C, N]' if variant == 'v8' else '[N, 5+C]'} with at least one class "
+                f"(a YOLO model exported without NMS)"
+            )
         class_scores = rows[:, offset:]
         if variant == "v5":
             class_scores = class_scores * rows[:, 4:5]
@@ -285,24 +337,25 @@ class YoloAdapter:
         for index in kept:
             x0, y0, x1, y1 = boxes[index]
             class_id = int(class_ids[index])
-            result.append(Detection(
-                label=label_for(self.labels, class_id),
-                class_id=class_id,
-                score=float(scores[index]),
-                xmin=float(np.clip(x0 * scale_x, 0, frame_width)),
-                ymin=float(np.clip(y0 * scale_y, 0, frame_height)),
-                xmax=float(np.clip(x1 * scale_x, 0, frame_width)),
-                ymax=float(np.clip(y1 * scale_y, 0, frame_height)),
-            ))
+            result.append(
+                Detection(
+                    label=label_for(self.labels, class_id),
+                    class_id=class_id,
+                    score=float(scores[index]),
+                    xmin=float(np.clip(x0 * scale_x, 0, frame_width)),
+                    ymin=float(np.clip(y0 * scale_y, 0, frame_height)),
+                    xmax=float(np.clip(x1 * scale_x, 0, frame_width)),
+                    ymax=float(np.clip(y1 * scale_y, 0, frame_height)),
+                )
+            )
         return result
 
-    @staticmethod
-    def _tensor(outputs: Mapping[str, np.ndarray]) -> np.ndarray:
+    def _tensor(self, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
         candidates = [v for v in outputs.values() if v.ndim == 3 and v.shape[0] == 1]
         if len(candidates) != 1:
-            shapes = {name: list(value.shape) for name, value in outputs.items()}
             raise InferenceError(
-                f"adapter 'yolo' cannot read the model outputs {shapes}: expected exactly one "
+                f"adapter 'yolo' cannot read the outputs{_of_model(self.model)} "
+                f"{_shapes(outputs)}: expected exactly one "
                 f"3-D tensor, [1,N,5+C] (YOLOv5) or [1,4+C,N] (YOLOv8), exported without NMS"
             )
         return candidates[0][0].astype(np.float32, copy=False)
@@ -316,15 +369,26 @@ class AdapterOptions:
     iou_threshold: float = 0.45
     top_k: int = 5
     yolo_variant: str = "auto"
+    # The served model's name, for error messages.
+    model: str = ""
 
 
 def make_adapter(options: AdapterOptions, input_width: int, input_height: int) -> Adapter:
     """The adapter for the model; detectors that give boxes in input pixels need its size."""
     if options.name == "ssd":
-        return SsdAdapter(options.score_threshold, options.labels)
+        return SsdAdapter(options.score_threshold, options.labels, options.model)
     if options.name == "yolo":
-        return YoloAdapter(options.score_threshold, options.labels, options.iou_threshold,
-                           input_width, input_height, options.yolo_variant)
+        return YoloAdapter(
+            options.score_threshold,
+            options.labels,
+            options.iou_threshold,
+            input_width,
+            input_height,
+            options.yolo_variant,
+            options.model,
+        )
     if options.name == "classification":
-        return ClassificationAdapter(options.score_threshold, options.labels, options.top_k)
+        return ClassificationAdapter(
+            options.score_threshold, options.labels, options.top_k, options.model
+        )
     raise ValueError(f"unknown adapter {options.name!r}")

@@ -31,8 +31,12 @@ class Trial:
         return min(self.fps) if self.fps else 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {"streams": self.streams, "min_fps": round(self.min_fps, 2),
-                "total_fps": round(sum(self.fps), 2), "fps": [round(f, 2) for f in self.fps]}
+        return {
+            "streams": self.streams,
+            "min_fps": round(self.min_fps, 2),
+            "total_fps": round(sum(self.fps), 2),
+            "fps": [round(f, 2) for f in self.fps],
+        }
 
 
 @dataclass
@@ -45,13 +49,22 @@ class DensityResult:
     capped: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"type": "stream_density", "streams": self.streams,
-                "target_fps": self.target_fps, "max_streams": self.max_streams,
-                "capped": self.capped, "trials": [t.to_json() for t in self.trials]}
+        return {
+            "type": "stream_density",
+            "streams": self.streams,
+            "target_fps": self.target_fps,
+            "max_streams": self.max_streams,
+            "capped": self.capped,
+            "trials": [t.to_json() for t in self.trials],
+        }
 
 
-def find_density(trial: Callable[[int], Sequence[float]], target_fps: float, max_streams: int,
-                 max_trials: int = MAX_TRIALS) -> DensityResult:
+def find_density(
+    trial: Callable[[int], Sequence[float]],
+    target_fps: float,
+    max_streams: int,
+    max_trials: int = MAX_TRIALS,
+) -> DensityResult:
     """`trial(n)` runs n streams and returns each one's frames/s."""
     result = DensityResult(target_fps, max_streams)
     measured: dict[int, Trial] = {}
@@ -60,9 +73,13 @@ def find_density(trial: Callable[[int], Sequence[float]], target_fps: float, max
         if n not in measured:
             measured[n] = Trial(n, tuple(trial(n)))
             result.trials.append(measured[n])
-            log.info("stream density: %d stream(s): slowest %.2f fps, total %.2f fps (%s)", n,
-                     measured[n].min_fps, sum(measured[n].fps),
-                     "pass" if measured[n].min_fps >= target_fps else "fail")
+            log.info(
+                "stream density: %d stream(s): slowest %.2f fps, total %.2f fps (%s)",
+                n,
+                measured[n].min_fps,
+                sum(measured[n].fps),
+                "pass" if measured[n].min_fps >= target_fps else "fail",
+            )
         return measured[n].min_fps >= target_fps
 
     if not passes(1):

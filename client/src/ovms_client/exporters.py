@@ -6,13 +6,22 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 import cv2
 import numpy as np
+from prometheus_client import CollectorRegistry, generate_latest, start_http_server
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from ovms_client.adapters import Classification, Detection
 from ovms_client.errors import ConfigError
@@ -21,94 +30,111 @@ from ovms_client.results import Metrics
 log = logging.getLogger(__name__)
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+# Families served per stream (label `stream`): name, kind, help, key in Metrics.snapshot().
+_PER_STREAM: tuple[tuple[str, type[CounterMetricFamily | GaugeMetricFamily], str, str], ...] = (
+    ("ovms_client_frames_total", CounterMetricFamily, "Frames with results.", "frames"),
+    (
+        "ovms_client_errors_total",
+        CounterMetricFamily,
+        "Inference requests that failed (and were retried after the server came back).",
+        "errors",
+    ),
+    (
+        "ovms_client_dropped_frames_total",
+        CounterMetricFamily,
+        "Frames of live sources discarded because inference was behind.",
+        "dropped",
+    ),
+    (
+        "ovms_client_fps",
+        GaugeMetricFamily,
+        "Frames with results per second over the last 5 s.",
+        "fps",
+    ),
+)
 
 
-def _number(value: float) -> str:
-    if value == float("inf"):
-        return "+Inf"
-    return repr(float(value)) if not float(value).is_integer() else str(int(value))
+class ClientCollector(Collector):
+    """Reads the client's own counters (results.Metrics) at each scrape.
+
+    A custom collector rather than prometheus_client Counter/Histogram objects: Metrics
+    already counts every frame for the metrics and summary lines, under one lock, so the
+    endpoint reports the same numbers without a second set of counters on the hot path.
+    """
+
+    def __init__(self, metrics: Metrics, server_up: Callable[[], bool]) -> None:
+        self._metrics = metrics
+        self._server_up = server_up
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self._metrics.snapshot()
+        yield GaugeMetricFamily(
+            "ovms_client_server_up",
+            "1 while the model server answers, 0 during an outage.",
+            value=int(self._server_up()),
+        )
+        for name, family_type, help_text, key in _PER_STREAM:
+            family = family_type(name, help_text, labels=["stream"])
+            for sid, stats in snapshot.items():
+                family.add_metric([sid], round(stats[key], 3))
+            yield family
+        latency = HistogramMetricFamily(
+            "ovms_client_request_latency_seconds",
+            "Round trip of inference requests.",
+            labels=["stream"],
+        )
+        for sid, stats in snapshot.items():
+            latency.add_metric(
+                [sid],
+                [(floatToGoString(bound), count) for bound, count in stats["latency_buckets"]],
+                stats["latency_sum"],
+            )
+        yield latency
+
+
+def _registry(metrics: Metrics, server_up: Callable[[], bool]) -> CollectorRegistry:
+    # A registry of its own: the endpoint serves the client's metrics only, not the default
+    # registry's process and platform collectors, and several endpoints can coexist (tests).
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ClientCollector(metrics, server_up))
+    return registry
 
 
 def render_prometheus(metrics: Metrics, server_up: bool) -> str:
-    """Prometheus text exposition format 0.0.4."""
-    snapshot = metrics.snapshot()
-    lines: list[str] = []
-
-    def family(name: str, kind: str, help_text: str) -> None:
-        lines.append(f"# HELP {name} {help_text}")
-        lines.append(f"# TYPE {name} {kind}")
-
-    family("ovms_client_server_up", "gauge", "1 while the model server answers, 0 during an "
-           "outage.")
-    lines.append(f"ovms_client_server_up {int(server_up)}")
-    per_stream = (
-        ("ovms_client_frames_total", "counter", "Frames with results.", "frames"),
-        ("ovms_client_errors_total", "counter", "Inference requests that failed (and were "
-         "retried after the server came back).", "errors"),
-        ("ovms_client_dropped_frames_total", "counter", "Frames of live sources discarded "
-         "because inference was behind.", "dropped"),
-        ("ovms_client_fps", "gauge", "Frames with results per second over the last 5 s.",
-         "fps"),
-    )
-    for name, kind, help_text, key in per_stream:
-        family(name, kind, help_text)
-        for sid, stats in snapshot.items():
-            lines.append(f'{name}{{stream="{_label(sid)}"}} {_number(round(stats[key], 3))}')
-    name = "ovms_client_request_latency_seconds"
-    family(name, "histogram", "Round trip of inference requests.")
-    for sid, stats in snapshot.items():
-        stream = _label(sid)
-        for bound, count in stats["latency_buckets"]:
-            lines.append(f'{name}_bucket{{stream="{stream}",le="{_number(bound)}"}} {count}')
-        lines.append(f'{name}_sum{{stream="{stream}"}} {stats["latency_sum"]!r}')
-        lines.append(f'{name}_count{{stream="{stream}"}} {stats["frames"]}')
-    return "\n".join(lines) + "\n"
+    """The text exposition format, as the endpoint serves it."""
+    return generate_latest(_registry(metrics, lambda: server_up)).decode()
 
 
 class PrometheusServer:
-    """GET /metrics on a background thread (stdlib http.server)."""
+    """GET /metrics on a background thread (prometheus_client's HTTP server)."""
 
-    def __init__(self, address: str, port: int, metrics: Metrics,
-                 server_up: Callable[[], bool]) -> None:
-        def render() -> str:
-            return render_prometheus(metrics, server_up())
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path.split("?", 1)[0] != "/metrics":
-                    self.send_error(404, "only /metrics is served here")
-                    return
-                body = render().encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *_args: object) -> None:
-                # Scrapes every few seconds would drown the client's own log.
-                return
-
-        try:
-            self._server = ThreadingHTTPServer((address, port), Handler)
-        except OSError as exc:
-            raise ConfigError(f"cannot listen on {address}:{port} for /metrics (settings "
-                              f"'prometheus_address', 'prometheus_port'): {exc.strerror}") from None
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="prometheus",
-                                        daemon=True)
+    def __init__(
+        self, address: str, port: int, metrics: Metrics, server_up: Callable[[], bool]
+    ) -> None:
+        self._address = address
+        self._registry = _registry(metrics, server_up)
+        self.port = port
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread.start()
-        log.info("serving Prometheus metrics on http://%s:%d/metrics",
-                 self._server.server_address[0], self.port)
+        try:
+            self._server, self._thread = start_http_server(
+                self.port, self._address, registry=self._registry
+            )
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {self._address}:{self.port} for /metrics (settings "
+                f"'prometheus_address', 'prometheus_port'): {exc.strerror}"
+            ) from None
+        self.port = self._server.server_address[1]
+        log.info("serving Prometheus metrics on http://%s:%d/metrics", self._address, self.port)
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        if self._server is not None and self._thread is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join()
 
 
 class MqttPublisher:
@@ -125,8 +151,9 @@ class MqttPublisher:
         self._topic = topic
         self._qos = qos
         self._connected_once = threading.Event()
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="",
-                                   protocol=mqtt.MQTTv311)
+        self._client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv311
+        )
         self._client.max_queued_messages_set(self.MAX_QUEUED)
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._on_connect
@@ -137,8 +164,9 @@ class MqttPublisher:
         self._client.connect_async(host.strip("[]"), int(port))
         self._client.loop_start()
 
-    def _on_connect(self, _client: Any, _userdata: Any, _flags: Any, reason: Any,
-                    _props: Any = None) -> None:
+    def _on_connect(
+        self, _client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any = None
+    ) -> None:
         if getattr(reason, "is_failure", False):
             log.warning("MQTT broker %s refused the connection: %s", self._address, reason)
             return
@@ -146,20 +174,25 @@ class MqttPublisher:
         self._down_logged = False
         log.info("publishing results to MQTT broker %s, topic %s", self._address, self._topic)
 
-    def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, reason: Any,
-                       _props: Any = None) -> None:
+    def _on_disconnect(
+        self, _client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any = None
+    ) -> None:
         if not self._down_logged:
             self._down_logged = True
-            log.warning("MQTT broker %s disconnected (%s); reconnecting in the background",
-                        self._address, reason)
+            log.warning(
+                "MQTT broker %s disconnected (%s); reconnecting in the background",
+                self._address,
+                reason,
+            )
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected_once.wait(timeout)
 
     def publish(self, record: dict[str, Any]) -> None:
         topic = self._topic.format(stream=record.get("stream", "all"))
-        self._last = self._client.publish(topic, json.dumps(record, separators=(",", ":")),
-                                          qos=self._qos)
+        self._last = self._client.publish(
+            topic, json.dumps(record, separators=(",", ":")), qos=self._qos
+        )
 
     def close(self) -> None:
         # Let the last results leave before stopping (a SIGTERM must not lose them), but do
@@ -185,18 +218,23 @@ class Annotator:
             for sid in stream_ids:
                 (directory / sid).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ConfigError(f"cannot create {directory} (setting 'annotate_dir'): "
-                              f"{exc.strerror}") from None
+            raise ConfigError(
+                f"cannot create {directory} (setting 'annotate_dir'): {exc.strerror}"
+            ) from None
         self._failed = False
 
-    def write(self, stream_id: str, frame_index: int, image: np.ndarray,
-              results: Sequence[Detection | Classification]) -> None:
+    def write(
+        self,
+        stream_id: str,
+        frame_index: int,
+        image: np.ndarray,
+        results: Sequence[Detection | Classification],
+    ) -> None:
         canvas = draw(image, results)
         path = self.directory / stream_id / f"{frame_index:08d}.jpg"
         if not cv2.imwrite(str(path), canvas) and not self._failed:
             self._failed = True
-            log.warning("cannot write annotated frame %s; further failures are not logged",
-                        path)
+            log.warning("cannot write annotated frame %s; further failures are not logged", path)
 
 
 def draw(image: np.ndarray, results: Sequence[Detection | Classification]) -> np.ndarray:
@@ -208,12 +246,21 @@ def draw(image: np.ndarray, results: Sequence[Detection | Classification]) -> np
         text = f"{result.label} {result.score:.2f}"
         if isinstance(result, Detection):
             p0 = (round(result.xmin), round(result.ymin))
-            cv2.rectangle(canvas, p0, (round(result.xmax), round(result.ymax)), _BOX_COLOUR,
-                          thickness)
+            cv2.rectangle(
+                canvas, p0, (round(result.xmax), round(result.ymax)), _BOX_COLOUR, thickness
+            )
             origin = (p0[0], max(p0[1] - 4, 12))
         else:
             line += 1
             origin = (8, round(line * 28 * scale / 0.6))
-        cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, _BOX_COLOUR,
-                    thickness, cv2.LINE_AA)
+        cv2.putText(
+            canvas,
+            text,
+            origin,
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            _BOX_COLOUR,
+            thickness,
+            cv2.LINE_AA,
+        )
     return canvas

@@ -22,8 +22,9 @@ def load_labels(path: Path | None) -> dict[int, str]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
-        raise ConfigError(f"cannot read labels file {path} (setting 'labels'): "
-                          f"{exc.strerror}") from None
+        raise ConfigError(
+            f"cannot read labels file {path} (setting 'labels'): {exc.strerror}"
+        ) from None
     entries = [line.strip() for line in lines if not line.lstrip().startswith("#")]
     while entries and not entries[-1]:
         entries.pop()

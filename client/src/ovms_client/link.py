@@ -75,8 +75,13 @@ class ServerLink:
                     f"the server runs, the address/port and TLS settings, and the model's status."
                 )
             if not logged:
-                log.info("waiting up to %g s for model '%s' on %s: %s", timeout,
-                         self.model_name, self.api.address, last)
+                log.info(
+                    "waiting up to %g s for model '%s' on %s: %s",
+                    timeout,
+                    self.model_name,
+                    self.api.address,
+                    last,
+                )
                 logged = True
             self.stop.wait(min(delay, remaining))
             delay = min(delay * 2, self.probe_max)
@@ -113,8 +118,7 @@ class ServerLink:
             self._up.clear()
             self.outages += 1
             log.warning("server unavailable, pausing and retrying until it is back: %s", reason)
-            self._probe = threading.Thread(target=self._recover, name="server-probe",
-                                           daemon=True)
+            self._probe = threading.Thread(target=self._recover, name="server-probe", daemon=True)
             self._probe.start()
 
     def _recover(self) -> None:

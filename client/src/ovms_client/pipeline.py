@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ovms_client.adapters import Adapter
+from ovms_client.crops import CropClassifier
 from ovms_client.errors import ClientError, ExitCode
 from ovms_client.exporters import Annotator
 from ovms_client.link import ServerLink, StopRequested
@@ -77,6 +78,7 @@ class StreamRunner:
         in_flight: int,
         max_frames: int,
         annotator: Annotator | None = None,
+        classifier: CropClassifier | None = None,
     ) -> None:
         self.spec = spec
         self.source = source
@@ -91,6 +93,7 @@ class StreamRunner:
         self.in_flight = in_flight
         self.max_frames = max_frames
         self.annotator = annotator
+        self.classifier = classifier
         # Room for one frame per worker plus one being prepared per worker: enough to keep
         # every worker busy, small enough that live frames are not stale when sent.
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=2 * in_flight)
@@ -98,11 +101,20 @@ class StreamRunner:
 
     def start(self) -> None:
         name = self.spec.stream_id
-        self._threads.append(threading.Thread(target=self._guard, args=(self._read,),
-                                              name=f"{name}-reader", daemon=True))
+        self._threads.append(
+            threading.Thread(
+                target=self._guard, args=(self._read,), name=f"{name}-reader", daemon=True
+            )
+        )
         for index in range(self.in_flight):
-            self._threads.append(threading.Thread(target=self._guard, args=(self._work,),
-                                                  name=f"{name}-worker{index}", daemon=True))
+            self._threads.append(
+                threading.Thread(
+                    target=self._guard,
+                    args=(self._work,),
+                    name=f"{name}-worker{index}",
+                    daemon=True,
+                )
+            )
         for thread in self._threads:
             thread.start()
 
@@ -188,8 +200,9 @@ class StreamRunner:
                 self.emitter.complete(job.seq, None)
                 continue
             try:
-                outputs, latency = self.link.infer(self.input_name, job.tensor,
-                                                   self._request_failed)
+                outputs, latency = self.link.infer(
+                    self.input_name, job.tensor, self._request_failed
+                )
             except StopRequested:
                 self.emitter.complete(job.seq, None)
                 continue
@@ -199,6 +212,13 @@ class StreamRunner:
             image = job.frame.image
             height, width = image.shape[:2]
             results = self.adapter(outputs, width, height)
+            classify_s: float | None = None
+            if self.classifier is not None:
+                try:
+                    results, classify_s = self.classifier(image, results)
+                except StopRequested:
+                    self.emitter.complete(job.seq, None)
+                    continue
             record: dict[str, Any] = {
                 "type": "detections",
                 "stream": self.spec.stream_id,
@@ -209,6 +229,8 @@ class StreamRunner:
                 "latency_ms": round(latency * 1000.0, 2),
                 self.adapter.kind: [result.to_json() for result in results],
             }
+            if classify_s is not None:
+                record["classify_ms"] = round(classify_s * 1000.0, 2)
             if job.frame.position_ms is not None:
                 record["position_ms"] = round(job.frame.position_ms, 1)
             if self.annotator is not None:

@@ -28,6 +28,37 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1
 FPS_WINDOW_S = 5.0
 
 
+def drop_unfinished_line(path: Path, chunk: int = 1 << 16) -> int:
+    """Truncate ``path`` after its last newline, so a line a killed writer left unfinished is
+    gone; the bytes dropped (0 when the file ends with a newline or does not exist)."""
+    try:
+        handle = path.open("r+b")
+    except FileNotFoundError:
+        return 0
+    with handle:
+        size = handle.seek(0, 2)
+        end = size
+        while end > 0:
+            start = max(0, end - chunk)
+            handle.seek(start)
+            block = handle.read(end - start)
+            if end == size and block.endswith(b"\n"):
+                return 0
+            newline = block.rfind(b"\n")
+            if newline >= 0:
+                end = start + newline + 1
+                break
+            end = start
+        handle.truncate(end)
+    dropped = size - end
+    log.warning(
+        "results file %s ended with an unfinished line of %d bytes (the client was stopped "
+        "while writing it); dropped it so every line is whole JSON",
+        path, dropped,
+    )
+    return dropped
+
+
 class JsonLinesWriter:
     """Thread-safe; each line is flushed so a reader (or a killed container) sees it whole.
 
@@ -35,6 +66,10 @@ class JsonLinesWriter:
     rotated like logrotate does (FILE -> FILE.1 -> ... -> FILE.N, the oldest deleted), so the
     disk holds at most (backups + 1) x max_bytes of results. Rotation happens between lines,
     so no line is split across files.
+
+    A client killed in the middle of a line (SIGKILL, power loss) leaves an unfinished last
+    line; opening the file again drops it (and logs that), so every line stays valid JSON and
+    the next line does not start glued to a fragment.
     """
 
     def __init__(self, output: str, max_bytes: int = 0, backups: int = 4) -> None:
@@ -44,6 +79,7 @@ class JsonLinesWriter:
         self._backups = backups
         self._size = 0
         self.rotations = 0
+        self.dropped_bytes = 0
         if output == "-":
             self._file: IO[str] = sys.stdout
             self._owned = False
@@ -53,12 +89,14 @@ class JsonLinesWriter:
         self._path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            self.dropped_bytes = drop_unfinished_line(path)
             # Append: a restarted container must not erase what the previous run wrote.
             self._file = path.open("a", encoding="utf-8")
             self._size = path.stat().st_size
         except OSError as exc:
-            raise ConfigError(f"cannot open output file {path} (setting 'output'): "
-                              f"{exc.strerror}") from None
+            raise ConfigError(
+                f"cannot open output file {path} (setting 'output'): {exc.strerror}"
+            ) from None
         self._owned = True
 
     def write(self, record: dict[str, Any]) -> None:
@@ -67,8 +105,12 @@ class JsonLinesWriter:
             # A request that outlived the stop grace period may finish after the summary.
             if self._closed:
                 return
-            if (self._path is not None and self._max_bytes and self._size
-                    and self._size + len(line) > self._max_bytes):
+            if (
+                self._path is not None
+                and self._max_bytes
+                and self._size
+                and self._size + len(line) > self._max_bytes
+            ):
                 self._rotate(self._path)
             self._file.write(line)
             self._file.flush()
@@ -224,8 +266,9 @@ class Metrics:
                     "dropped": stats.dropped,
                     "fps": len(stats.recent_done) / window,
                     "latency_sum": stats.latency_sum,
-                    "latency_buckets": list(zip((*LATENCY_BUCKETS, float("inf")), cumulative,
-                                                strict=True)),
+                    "latency_buckets": list(
+                        zip((*LATENCY_BUCKETS, float("inf")), cumulative, strict=True)
+                    ),
                 }
         return out
 

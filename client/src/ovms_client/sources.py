@@ -1,20 +1,24 @@
-"""Frame sources: video files, image folders, USB cameras and network streams (RTSP/HTTP)."""
+"""Frame sources: video files, image folders, USB cameras, network streams (RTSP/HTTP) and
+Intel RealSense cameras and recordings."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Protocol
 
 import cv2
 import numpy as np
 
 from ovms_client.errors import InputError
-from ovms_client.settings import InputSpec, SourceKind
+from ovms_client.settings import REALSENSE_SCHEME, InputSpec, SourceKind
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +27,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 STREAM_TIMEOUT_MS = 5000
 RECONNECT_INITIAL_S = 0.5
 RECONNECT_MAX_S = 10.0
+# How often a RealSense recording's playback is asked whether it has reached its end.
+RECORDING_POLL_MS = 100
 
 
 @dataclass
@@ -55,8 +61,12 @@ def open_capture(spec: InputSpec) -> Capture:
             return cv2.VideoCapture(int(spec.source))
         return cv2.VideoCapture(spec.source)
     if spec.kind is SourceKind.STREAM:
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
-                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            STREAM_TIMEOUT_MS,
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            STREAM_TIMEOUT_MS,
+        ]
         return cv2.VideoCapture(spec.source, cv2.CAP_FFMPEG, params)
     return cv2.VideoCapture(spec.source)
 
@@ -74,8 +84,10 @@ class VideoFileSource:
     def _open(self) -> Capture:
         capture = open_capture(self.spec)
         if not capture.isOpened():
-            raise InputError(f"cannot open video file {self.spec.source} (stream "
-                             f"{self.spec.stream_id}): not a video OpenCV can decode")
+            raise InputError(
+                f"cannot open video file {self.spec.source} (stream "
+                f"{self.spec.stream_id}): not a video OpenCV can decode"
+            )
         return capture
 
     def read(self) -> Frame | None:
@@ -110,13 +122,16 @@ class ImageFolderSource:
         self.loop = loop
         path = Path(spec.source)
         if path.is_dir():
-            self._files = sorted(p for p in path.iterdir()
-                                 if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            self._files = sorted(
+                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
         else:
             self._files = [path]
         if not self._files:
-            raise InputError(f"image folder {spec.source} (stream {spec.stream_id}) holds no "
-                             f"images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise InputError(
+                f"image folder {spec.source} (stream {spec.stream_id}) holds no "
+                f"images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+            )
         self._position = 0
         self._index = 0
         self._read_this_pass = 0
@@ -178,13 +193,21 @@ class LiveSource:
             capture = self.opener(self.spec)
             if capture.isOpened():
                 if reported:
-                    log.info("input %s (stream %s) is back after %.1f s", self.spec.source,
-                             self.spec.stream_id, time.monotonic() - since)
+                    log.info(
+                        "input %s (stream %s) is back after %.1f s",
+                        self.spec.source,
+                        self.spec.stream_id,
+                        time.monotonic() - since,
+                    )
                 return capture
             capture.release()
             if not reported:
-                log.warning("cannot open input %s (stream %s); retrying with backoff up to %g s",
-                            self.spec.source, self.spec.stream_id, self.max_backoff)
+                log.warning(
+                    "cannot open input %s (stream %s); retrying with backoff up to %g s",
+                    self.spec.source,
+                    self.spec.stream_id,
+                    self.max_backoff,
+                )
                 reported = True
             self.stop.wait(delay)
             delay = min(delay * 2, self.max_backoff)
@@ -204,8 +227,12 @@ class LiveSource:
                 frame = Frame(self._index, time.time(), image)
                 self._index += 1
                 return frame
-            log.warning("lost input %s (stream %s): no frame; reconnecting with backoff up to "
-                        "%g s", self.spec.source, self.spec.stream_id, self.max_backoff)
+            log.warning(
+                "lost input %s (stream %s): no frame; reconnecting with backoff up to %g s",
+                self.spec.source,
+                self.spec.stream_id,
+                self.max_backoff,
+            )
             self._capture.release()
             self._capture = None
         return None
@@ -268,18 +295,278 @@ class PacedSource:
         self.source.close()
 
 
+def file_frame_rate(spec: InputSpec) -> float:
+    """The frame rate a video file declares (its container's), or 0 when it names none."""
+    capture = open_capture(spec)
+    try:
+        fps = float(capture.get(cv2.CAP_PROP_FPS)) if capture.isOpened() else 0.0
+    finally:
+        capture.release()
+    # Some containers report nonsense (0, NaN, 90000 for a timebase); treat it as unknown.
+    return fps if 0.0 < fps <= 240.0 else 0.0
+
+
+def pace_for(spec: InputSpec, loop: bool, input_fps: float | None) -> float:
+    """Frames/s a stream is read at; 0 = as fast as the server answers.
+
+    Unset (`None`): a looping video file plays at its own frame rate, like the camera it stands
+    in for, instead of keeping a core busy forever; a one-pass file (a benchmark, a batch job),
+    an image folder and a live source are not paced.
+    """
+    if input_fps is not None:
+        return input_fps
+    if loop and spec.kind is SourceKind.VIDEO:
+        return file_frame_rate(spec)
+    return 0.0
+
+
+# --- Intel RealSense: pyrealsense2 (the optional [realsense] extra), imported only when a
+# realsense:// input or a recording is opened.
+
+
+def _pyrealsense2(spec: InputSpec) -> ModuleType:
+    try:
+        import pyrealsense2 as rs  # type: ignore[import-not-found,unused-ignore]
+    except ImportError as exc:
+        raise InputError(
+            f"input {spec.source} (stream {spec.stream_id}) needs the pyrealsense2 package "
+            f"({exc}): install edge-retail-ovms-client[realsense] (the client image has it)"
+        ) from None
+    return rs
+
+
+def _to_bgr(rs: ModuleType, frame: Any) -> np.ndarray:
+    """A colour frame as a BGR HxWx3 array of its own (the frame's memory goes back to
+    librealsense's pool)."""
+    data = np.asanyarray(frame.get_data())
+    fmt = frame.get_profile().format()
+    if fmt == rs.format.bgr8:
+        return np.array(data, copy=True)
+    conversions = {
+        rs.format.rgb8: cv2.COLOR_RGB2BGR,
+        rs.format.rgba8: cv2.COLOR_RGBA2BGR,
+        rs.format.bgra8: cv2.COLOR_BGRA2BGR,
+        rs.format.yuyv: cv2.COLOR_YUV2BGR_YUYV,
+        rs.format.uyvy: cv2.COLOR_YUV2BGR_UYVY,
+    }
+    if fmt not in conversions:
+        raise InputError(f"RealSense colour format {fmt} is not supported (rgb8, bgr8, yuyv, ...)")
+    return cv2.cvtColor(data, conversions[fmt])
+
+
+def realsense_cameras(rs: ModuleType) -> dict[str, str]:
+    """Serial number -> name of every RealSense camera librealsense sees."""
+    cameras = {}
+    for device in rs.context().query_devices():
+        cameras[device.get_info(rs.camera_info.serial_number)] = device.get_info(
+            rs.camera_info.name
+        )
+    return cameras
+
+
+def check_realsense_camera(spec: InputSpec, rs: ModuleType) -> str:
+    """The serial to open; a camera that is not connected is an error naming it."""
+    serial = spec.source[len(REALSENSE_SCHEME) :]
+    cameras = realsense_cameras(rs)
+    present = ", ".join(f"{s} ({name})" for s, name in sorted(cameras.items())) or "none"
+    hint = (
+        "check the cable and that the container has USB access (the ovms_client role's "
+        "ovms_client_usb_access)"
+    )
+    if serial and serial not in cameras:
+        raise InputError(
+            f"RealSense camera with serial {serial} (input {spec.source}, stream "
+            f"{spec.stream_id}) is not connected; cameras found: {present}; {hint}"
+        )
+    if not cameras:
+        raise InputError(
+            f"no RealSense camera is connected (input {spec.source}, stream {spec.stream_id}); "
+            f"{hint}"
+        )
+    return serial or sorted(cameras)[0]
+
+
+class RealSenseCapture:
+    """A RealSense camera's colour stream behind the Capture interface LiveSource reopens."""
+
+    def __init__(self, rs: ModuleType, serial: str) -> None:
+        self._rs = rs
+        self._pipeline = rs.pipeline()
+        config = rs.config()
+        config.enable_device(serial)
+        config.enable_stream(rs.stream.color)
+        try:
+            self._pipeline.start(config)
+            self._open = True
+        except RuntimeError as exc:
+            log.debug("RealSense camera %s: %s", serial, exc)
+            self._open = False
+
+    def isOpened(self) -> bool:
+        return self._open
+
+    def read(self) -> tuple[bool, Any]:
+        try:
+            frames = self._pipeline.wait_for_frames(STREAM_TIMEOUT_MS)
+        except RuntimeError:
+            return False, None
+        color = frames.get_color_frame()
+        if not color:
+            return False, None
+        return True, _to_bgr(self._rs, color)
+
+    def get(self, prop: int) -> float:
+        return 0.0
+
+    def release(self) -> None:
+        if self._open:
+            self._open = False
+            with contextlib.suppress(RuntimeError):
+                self._pipeline.stop()
+
+
+def realsense_camera_source(spec: InputSpec, stop: threading.Event) -> LiveSource:
+    """A RealSense camera as a live source: reopened with backoff when it goes away."""
+    rs = _pyrealsense2(spec)
+    serial = check_realsense_camera(spec, rs)
+    return LiveSource(spec, stop, opener=lambda _spec: RealSenseCapture(rs, serial))
+
+
+class RealSenseRecordingSource:
+    """A RealSense recording (.bag, .db3) played back by librealsense, colour frames only.
+
+    Played as fast as frames are read, not in real time (where frames nobody reads in time
+    are dropped), like a video file; input_fps paces it like one. The colour sensor of the
+    playback device streams into a small queue whose blocking put holds playback back.
+    """
+
+    live = False
+
+    def __init__(self, spec: InputSpec, loop: bool) -> None:
+        self.spec = spec
+        self.loop = loop
+        self._rs = _pyrealsense2(spec)
+        self._index = 0
+        self._frames_this_pass = 0
+        self._first_timestamp: float | None = None
+        self._queue: queue.Queue[tuple[np.ndarray, float]] = queue.Queue(maxsize=4)
+        self._closing = threading.Event()
+        self._playback: Any = None
+        self._sensor: Any = None
+        self._start()
+
+    def _start(self) -> None:
+        rs = self._rs
+        try:
+            device = rs.context().load_device(self.spec.source)
+        except RuntimeError as exc:
+            raise InputError(
+                f"cannot play RealSense recording {self.spec.source} (stream "
+                f"{self.spec.stream_id}): {exc}"
+            ) from None
+        playback = device.as_playback()
+        playback.set_real_time(False)
+        for sensor in device.query_sensors():
+            colour = [p for p in sensor.get_stream_profiles() if p.stream_type() == rs.stream.color]
+            if colour:
+                break
+        else:
+            raise InputError(
+                f"RealSense recording {self.spec.source} (stream {self.spec.stream_id}) has no "
+                "colour stream"
+            )
+        self._closing.clear()
+        sensor.open(colour[0])
+        sensor.start(self._on_frame)
+        self._playback, self._sensor = playback, sensor
+        self._first_timestamp = None
+
+    def _on_frame(self, frame: Any) -> None:
+        """librealsense's thread: convert, then wait for room (playback waits meanwhile)."""
+        item = (_to_bgr(self._rs, frame), float(frame.get_timestamp()))
+        while not self._closing.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _stop(self) -> None:
+        if self._sensor is None:
+            return
+        sensor, self._sensor = self._sensor, None
+        self._closing.set()
+        with contextlib.suppress(RuntimeError):
+            sensor.stop()
+        with contextlib.suppress(RuntimeError):
+            sensor.close()
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._playback = None
+
+    def _next(self) -> tuple[np.ndarray, float] | None:
+        """The next colour frame and its timestamp; None once playback has ended."""
+        rs = self._rs
+        deadline = time.monotonic() + STREAM_TIMEOUT_MS / 1000.0
+        while True:
+            try:
+                return self._queue.get(timeout=RECORDING_POLL_MS / 1000.0)
+            except queue.Empty:
+                pass
+            ended = self._playback.current_status() == rs.playback_status.stopped
+            if (ended and self._queue.empty()) or time.monotonic() >= deadline:
+                return None
+
+    def read(self) -> Frame | None:
+        while True:
+            if self._sensor is None:
+                return None
+            item = self._next()
+            if item is not None:
+                break
+            if self._frames_this_pass == 0:
+                raise InputError(f"RealSense recording {self.spec.source} has no colour frames")
+            self._stop()
+            if not self.loop:
+                return None
+            self._frames_this_pass = 0
+            self._start()
+        image, timestamp = item
+        if self._first_timestamp is None:
+            self._first_timestamp = timestamp
+        frame = Frame(self._index, time.time(), image, timestamp - self._first_timestamp)
+        self._index += 1
+        self._frames_this_pass += 1
+        return frame
+
+    def close(self) -> None:
+        self._stop()
+
+
 def make_source(
-    spec: InputSpec, loop: bool, stop: threading.Event, input_fps: float = 0.0
+    spec: InputSpec, loop: bool, stop: threading.Event, input_fps: float | None = 0.0
 ) -> FrameSource:
     source: FrameSource
     if spec.kind is SourceKind.VIDEO:
         source = VideoFileSource(spec, loop)
     elif spec.kind is SourceKind.IMAGES:
         source = ImageFolderSource(spec, loop)
+    elif spec.kind is SourceKind.REALSENSE:
+        source = realsense_camera_source(spec, stop)
+    elif spec.kind is SourceKind.RECORDING:
+        source = RealSenseRecordingSource(spec, loop)
     else:
         source = LiveSource(spec, stop)
-    if input_fps > 0:
+    fps = pace_for(spec, loop, input_fps)
+    if fps > 0:
+        if input_fps is None:
+            log.info(
+                "stream %s: looping %s at its own %.3g frames/s (set input_fps to change)",
+                spec.stream_id,
+                spec.source,
+                fps,
+            )
         # stop.wait rather than time.sleep: a stop request (SIGTERM) ends the wait at once
         # instead of after up to one frame interval.
-        source = PacedSource(source, Pacer(input_fps, stop.wait), stop)
+        source = PacedSource(source, Pacer(fps, stop.wait), stop)
     return source

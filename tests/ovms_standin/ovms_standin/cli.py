@@ -1,21 +1,27 @@
 """Command line parsing with OVMS's flag names, defaults and validation messages.
 
-Usage errors print to stderr and exit 64 (EX_USAGE), as OVMS does.
+Tokens are read the way cxxopts 3.1.1 reads them in OVMS (src/cli_parser.cpp, which calls
+allow_unrecognised_options()): unknown options and stray values are collected and reported
+together as "unmatched arguments"; boolean flags never take the next token as their value
+(only ``--flag=value``); other flags take the next token whatever it looks like. Usage errors
+print to stderr and exit 64 (EX_USAGE), as OVMS does.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import re
 import sys
-from typing import NoReturn
+import types
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 EX_USAGE = 64
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARNING", "ERROR")
 MAX_PORT = 65535
 MAX_REST_WORKERS = 10_000
+MAX_UINT32 = 2**32 - 1
 MODEL_CLI_FLAGS = (
     "batch_size",
     "shape",
@@ -25,11 +31,27 @@ MODEL_CLI_FLAGS = (
     "target_device",
     "plugin_config",
 )
+# Flags OVMS 2026.3 removed with stateful models: it rejects them as unmatched arguments.
+REMOVED_FLAGS = (
+    "stateful",
+    "idle_sequence_cleanup",
+    "low_latency_transformation",
+    "max_sequence_number",
+    "sequence_cleaner_poll_wait_minutes",
+)
 _IP = re.compile(r"^((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$")
 _HOST = re.compile(
     r"^(([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9])\.)*"
     r"([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9\-]*[A-Za-z0-9])$"
 )
+# cxxopts' token patterns (regex build): a long option, or a group of short ones.
+_LONG = re.compile(r"--([A-Za-z0-9][-_A-Za-z0-9.]+)(=(.*))?", re.DOTALL)
+_SHORT = re.compile(r"-([A-Za-z0-9].*)", re.DOTALL)
+_INTEGER = re.compile(r"(-)?(0x)?([0-9a-zA-Z]+)|((0x)?0)")
+_TRUE = re.compile(r"(t|T)(rue)?|1")
+_FALSE = re.compile(r"(f|F)(alse)?|0")
+# cxxopts quotes names and values with these on Linux.
+_LQ, _RQ = "\u2018", "\u2019"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,9 +75,8 @@ class ServerSettings:
     single_model: dict[str, object]
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        usage_error(f"error parsing options: {message}")
+class ParseError(Exception):
+    """What cxxopts throws; OVMS prints "error parsing options: <text>"."""
 
 
 def usage_error(message: str) -> NoReturn:
@@ -63,62 +84,123 @@ def usage_error(message: str) -> NoReturn:
     raise SystemExit(EX_USAGE)
 
 
-def _bool(value: str) -> bool:
-    lowered = value.lower()
-    if lowered in ("true", "1", "yes"):
+def _bool(text: str) -> bool:
+    if _TRUE.fullmatch(text):
         return True
-    if lowered in ("false", "0", "no"):
+    if _FALSE.fullmatch(text):
         return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got '{value}'")
+    raise ParseError(f"Argument {_LQ}{text}{_RQ} failed to parse")
 
 
-def _uint(value: str) -> int:
-    if not value.isdigit():
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got '{value}'")
-    return int(value)
+def _uint32(text: str) -> int:
+    match = _INTEGER.fullmatch(text)
+    if match is None:
+        raise ParseError(f"Argument {_LQ}{text}{_RQ} failed to parse")
+    negative, hex_prefix, digits = match.group(1), match.group(2), match.group(3)
+    if match.group(4):
+        return 0
+    try:
+        value = int(digits, 16 if hex_prefix else 10)
+    except ValueError:
+        raise ParseError(f"Argument {_LQ}{text}{_RQ} failed to parse") from None
+    if negative or value > MAX_UINT32:
+        raise ParseError(f"Argument {_LQ}{text}{_RQ} failed to parse")
+    return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="ovms",
-        description="OpenVINO Model Server (Python stand-in for tests)",
-        allow_abbrev=False,
-        add_help=False,
-    )
-    add = parser.add_argument
-    add("-h", "--help", action="store_true", help="Show this help message and exit")
-    add("--version", action="store_true", help="Show binary version")
-    add("--port", type=_uint, default=0, help="gRPC server port (0: off)")
-    add("--grpc_bind_address", default="0.0.0.0")
-    add("--rest_port", type=_uint, default=0, help="REST server port (0: off)")
-    add("--rest_bind_address", default="0.0.0.0")
-    add("--grpc_workers", type=_uint, default=1)
-    add("--rest_workers", type=_uint, default=None)
-    add("--log_level", default="INFO")
-    add("--log_path", default=None)
-    add("--grpc_channel_arguments", default=None)
-    add("--file_system_poll_wait_seconds", type=_uint, default=1)
-    add("--sequence_cleaner_poll_wait_minutes", type=_uint, default=5)
-    add("--custom_node_resources_cleaner_interval_seconds", type=_uint, default=1)
-    add("--cache_dir", default=None)
-    add("--metrics_enable", type=_bool, nargs="?", const=True, default=False)
-    add("--metrics_list", default="")
-    add("--cpu_extension", default="")
-    add("--config_path", default=None)
-    add("--model_name", default=None)
-    add("--model_path", default=None)
-    add("--batch_size", default=None)
-    add("--shape", default=None)
-    add("--layout", default=None)
-    add("--model_version_policy", default=None)
-    add("--nireq", type=_uint, default=None)
-    add("--target_device", default=None)
-    add("--plugin_config", default=None)
-    add("--stateful", type=_bool, nargs="?", const=True, default=None)
-    add("--idle_sequence_cleanup", type=_bool, nargs="?", const=True, default=None)
-    add("--low_latency_transformation", type=_bool, nargs="?", const=True, default=None)
-    add("--max_sequence_number", type=_uint, default=None)
-    return parser
+@dataclasses.dataclass(frozen=True)
+class _Option:
+    parse: Callable[[str], Any]
+    default: Any = None
+    help: str = ""
+
+    @property
+    def is_bool(self) -> bool:
+        return self.parse is _bool
+
+
+# OVMS's flags that the stand-in knows, with their cxxopts types and defaults.
+OPTIONS: dict[str, _Option] = {
+    "help": _Option(_bool, False, "Show this help message and exit"),
+    "version": _Option(_bool, False, "Show binary version"),
+    "port": _Option(_uint32, 0, "gRPC server port (0: off)"),
+    "grpc_bind_address": _Option(str, "0.0.0.0"),
+    "rest_port": _Option(_uint32, 0, "REST server port (0: off)"),
+    "rest_bind_address": _Option(str, "0.0.0.0"),
+    "grpc_workers": _Option(_uint32, 1),
+    "rest_workers": _Option(_uint32),
+    "log_level": _Option(str, "INFO", "one of TRACE, DEBUG, INFO, WARNING, ERROR"),
+    "log_path": _Option(str),
+    "grpc_channel_arguments": _Option(str),
+    "file_system_poll_wait_seconds": _Option(_uint32, 1),
+    "custom_node_resources_cleaner_interval_seconds": _Option(_uint32, 300),
+    "cache_dir": _Option(str),
+    "metrics_enable": _Option(_bool, False),
+    "metrics_list": _Option(str, ""),
+    "cpu_extension": _Option(str, ""),
+    "config_path": _Option(str),
+    "model_name": _Option(str),
+    "model_path": _Option(str),
+    "batch_size": _Option(str),
+    "shape": _Option(str),
+    "layout": _Option(str),
+    "model_version_policy": _Option(str),
+    "nireq": _Option(_uint32),
+    "target_device": _Option(str),
+    "plugin_config": _Option(str),
+}
+_SHORT_NAMES = {"h": "help"}
+
+
+def _tokens(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """Read argv like cxxopts with unrecognised options allowed: (given values, unmatched)."""
+    given: dict[str, Any] = {}
+    unmatched: list[str] = []
+    current = 0
+    while current < len(argv):
+        arg = argv[current]
+        if arg == "--":
+            # No positional options are defined, so everything after "--" is unmatched.
+            unmatched.extend(argv[current + 1 :])
+            break
+        if long := _LONG.fullmatch(arg):
+            name, has_value, value = long.group(1), long.group(2), long.group(3)
+            option = OPTIONS.get(name)
+            if option is None:
+                unmatched.append(arg)
+            elif has_value:
+                given[name] = option.parse(value or "")
+            elif option.is_bool:
+                given[name] = True
+            elif current + 1 < len(argv):
+                current += 1
+                given[name] = option.parse(argv[current])
+            else:
+                raise ParseError(f"Option {_LQ}{name}{_RQ} is missing an argument")
+        elif short := _SHORT.fullmatch(arg):
+            for letter in short.group(1):
+                # -h is the only short option, and a flag: nothing takes a value here.
+                if letter in _SHORT_NAMES:
+                    given[_SHORT_NAMES[letter]] = True
+                else:
+                    unmatched.append(f"-{letter}")
+        else:
+            unmatched.append(arg)
+        current += 1
+    return given, unmatched
+
+
+def _help() -> str:
+    lines = [
+        "OpenVINO Model Server (Python stand-in for tests)",
+        "Usage:",
+        "  ovms [OPTION...]",
+        "",
+    ]
+    for name, option in OPTIONS.items():
+        default = "" if option.default in (None, "", False) else f" (default: {option.default})"
+        lines.append(f"  --{name:<48} {option.help}{default}".rstrip())
+    return "\n".join(lines) + "\n"
 
 
 def _valid_address(address: str) -> bool:
@@ -130,21 +212,29 @@ def _valid_address(address: str) -> bool:
 
 
 def parse(argv: list[str]) -> ServerSettings:
-    parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
-    if unknown:
-        flag = unknown[0].lstrip("-").split("=", 1)[0]
-        usage_error(f"error parsing options: Option '{flag}' does not exist")
-    if args.help or not argv:
-        parser.print_help()
-        raise SystemExit(0)
-    if args.version:
+    try:
+        given, unmatched = _tokens(argv)
+    except ParseError as error:
+        usage_error(f"error parsing options: {error}")
+    if unmatched:
+        # OVMS's text: every unmatched token followed by ", ", then a newline.
+        print(
+            "error parsing options - unmatched arguments: "
+            + "".join(f"{token}, " for token in unmatched),
+            file=sys.stderr,
+        )
+        raise SystemExit(EX_USAGE)
+    if given.get("version"):
         print("OpenVINO Model Server (Python stand-in for tests)")
         raise SystemExit(0)
-    return _validate(args)
+    if given.get("help") or not given:
+        print(_help())
+        raise SystemExit(0)
+    values = {name: given.get(name, option.default) for name, option in OPTIONS.items()}
+    return _validate(types.SimpleNamespace(**values))
 
 
-def _validate(args: argparse.Namespace) -> ServerSettings:
+def _validate(args: types.SimpleNamespace) -> ServerSettings:
     single = args.model_name is not None or args.model_path is not None
     if args.config_path and single:
         usage_error("Use either config_path or model_path with model_name")

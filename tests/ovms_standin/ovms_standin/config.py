@@ -9,120 +9,163 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import pathlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import rapidjson
 
+from .devices import DEFAULT_DEVICE, Record
+
 _STRING = {"type": "string"}
-_SHAPE_OR_LAYOUT = {
-    "oneOf": [
-        {"type": "object", "additionalProperties": {"type": "string"}},
-        {"type": "string"},
-    ]
-}
-_POLICIES = {
-    "all": {"type": "object", "additionalProperties": False, "maxProperties": 0},
-    "latest": {
+# Laid out like OVMS's MODELS_CONFIG_SCHEMA (src/schema.cpp): the same definitions under the
+# same names, so rapidjson reports the same schema pointers (#/definitions/model_config/...).
+# OVMS puts "additionalProperties": false *inside* "properties" of model_config and of
+# monitoring, where it names a property rather than forbidding extra keys; kept as it is, so
+# an extra key next to "config" fails on maxProperties, as in OVMS.
+_DEFINITIONS: dict[str, Any] = {
+    "model_config": {
         "type": "object",
-        "additionalProperties": False,
-        "required": ["num_versions"],
-        "properties": {"num_versions": {"type": "integer", "minimum": 1}},
+        "required": ["config"],
+        "maxProperties": 1,
+        "properties": {
+            "config": {
+                "type": "object",
+                "required": ["name"],
+                # OVMS 2026.3 dropped stateful, idle_sequence_cleanup,
+                # low_latency_transformation and max_sequence_number from this list.
+                "properties": {
+                    "name": _STRING,
+                    "base_path": _STRING,
+                    "batch_size": {"type": ["integer", "string"], "minimum": 0},
+                    "graph_path": _STRING,
+                    "subconfig": _STRING,
+                    "model_version_policy": {"$ref": "#/definitions/model_version_policy"},
+                    "shape": {"$ref": "#/definitions/layout_shape_def"},
+                    "layout": {"$ref": "#/definitions/layout_shape_def"},
+                    "nireq": {"type": "integer", "minimum": 0},
+                    "target_device": _STRING,
+                    "allow_cache": {"type": "boolean"},
+                    "plugin_config": {
+                        "type": "object",
+                        "additionalProperties": {
+                            "anyOf": [{"type": "string"}, {"type": "boolean"}, {"type": "number"}]
+                        },
+                    },
+                    "custom_loader_options": {
+                        "type": "object",
+                        "required": ["loader_name"],
+                        "properties": {"loader_name": _STRING},
+                        "minProperties": 1,
+                    },
+                },
+                "additionalProperties": False,
+            },
+            "additionalProperties": False,
+        },
     },
-    "specific": {
+    "custom_loader_config": {
+        "type": "object",
+        "required": ["config"],
+        "maxProperties": 1,
+        "properties": {
+            "config": {
+                "type": "object",
+                "required": ["loader_name", "library_path"],
+                "properties": {
+                    "loader_name": _STRING,
+                    "library_path": _STRING,
+                    "loader_config_file": _STRING,
+                },
+                "additionalProperties": False,
+            },
+            "additionalProperties": False,
+        },
+    },
+    "layout_shape_def": {
+        "oneOf": [
+            {"type": "object", "additionalProperties": {"type": "string"}},
+            {"type": "string"},
+        ]
+    },
+    "all_version_policy": {
         "type": "object",
         "additionalProperties": False,
-        "required": ["versions"],
+        "properties": {},
+        "minProperties": 0,
+        "maxProperties": 0,
+    },
+    "specific_version_policy": {
+        "type": "object",
+        "additionalProperties": False,
+        "maxProperties": 1,
         "properties": {"versions": {"type": "array", "items": {"type": "integer", "minimum": 1}}},
+        "required": ["versions"],
     },
-}
-_MODEL_KEYS: dict[str, Any] = {
-    "name": _STRING,
-    "base_path": _STRING,
-    "batch_size": {"type": ["integer", "string"], "minimum": 0},
-    "graph_path": _STRING,
-    "subconfig": _STRING,
+    "latest_version_policy": {
+        "type": "object",
+        "additionalProperties": False,
+        "maxProperties": 1,
+        "properties": {"num_versions": {"type": "integer", "minimum": 1}},
+        "required": ["num_versions"],
+    },
     "model_version_policy": {
         "oneOf": [
             {
-                "type": "object",
-                "required": [kind],
                 "maxProperties": 1,
+                "properties": {kind: {"$ref": f"#/definitions/{kind}_version_policy"}},
+                "required": [kind],
                 "additionalProperties": False,
-                "properties": {kind: schema},
             }
-            for kind, schema in _POLICIES.items()
+            for kind in ("all", "specific", "latest")
         ]
     },
-    "shape": _SHAPE_OR_LAYOUT,
-    "layout": _SHAPE_OR_LAYOUT,
-    "nireq": {"type": "integer", "minimum": 0},
-    "target_device": _STRING,
-    "allow_cache": {"type": "boolean"},
-    "plugin_config": {
-        "type": "object",
-        "additionalProperties": {
-            "anyOf": [{"type": "string"}, {"type": "boolean"}, {"type": "number"}]
-        },
-    },
-    "stateful": {"type": "boolean"},
-    "idle_sequence_cleanup": {"type": "boolean"},
-    "low_latency_transformation": {"type": "boolean"},
-    "max_sequence_number": {"type": "integer", "minimum": 0},
-    "custom_loader_options": {
-        "type": "object",
-        "required": ["loader_name"],
-        "properties": {"loader_name": _STRING},
-    },
 }
+# Pipelines, MediaPipe graphs and custom node libraries are not served by the stand-in; their
+# lists only have to be arrays of objects here (OVMS checks their entries in detail).
 _ARRAY_OF_OBJECTS = {"type": "array", "items": {"type": "object"}}
 CONFIG_SCHEMA: dict[str, Any] = {
+    "definitions": _DEFINITIONS,
     "type": "object",
     "required": ["model_config_list"],
-    "additionalProperties": False,
     "properties": {
-        "model_config_list": {
+        "custom_loader_config_list": {
             "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["config"],
-                "maxProperties": 1,
-                "additionalProperties": False,
-                "properties": {
-                    "config": {
-                        "type": "object",
-                        "required": ["name"],
-                        "additionalProperties": False,
-                        "properties": _MODEL_KEYS,
-                    }
-                },
-            },
+            "items": {"$ref": "#/definitions/custom_loader_config"},
         },
+        "model_config_list": {"type": "array", "items": {"$ref": "#/definitions/model_config"}},
         "pipeline_config_list": _ARRAY_OF_OBJECTS,
         "mediapipe_config_list": _ARRAY_OF_OBJECTS,
-        "custom_loader_config_list": _ARRAY_OF_OBJECTS,
         "custom_node_library_config_list": _ARRAY_OF_OBJECTS,
         "monitoring": {
+            "maxProperties": 1,
             "type": "object",
             "required": ["metrics"],
-            "maxProperties": 1,
-            "additionalProperties": False,
             "properties": {
                 "metrics": {
                     "type": "object",
                     "required": ["enable"],
-                    "additionalProperties": False,
                     "properties": {
                         "enable": {"type": "boolean"},
                         "metrics_list": {"type": "array", "items": _STRING},
                     },
-                }
+                    "additionalProperties": False,
+                },
+                "additionalProperties": False,
             },
+            "additionalProperties": False,
         },
     },
+    "additionalProperties": False,
 }
+REMOVED_MODEL_KEYS = (
+    "stateful",
+    "idle_sequence_cleanup",
+    "low_latency_transformation",
+    "max_sequence_number",
+)
 _VALIDATOR = rapidjson.Validator(json.dumps(CONFIG_SCHEMA))
 _DIM = re.compile(r"^(-1|\d+|\d+:\d+)$")
 
@@ -203,6 +246,8 @@ class ServerConfig:
     metrics_list: tuple[str, ...]
     md5: str
     ignored_sections: tuple[str, ...]
+    # The model whose plugin_config stopped reading the model list (None: read to the end).
+    stopped_at: str | None = None
 
 
 ANONYMOUS = ""
@@ -270,7 +315,8 @@ def parse_model(entry: Mapping[str, Any], config_dir: pathlib.Path) -> ModelConf
     return ModelConfig(
         name=name,
         base_path=base_path,
-        target_device=entry.get("target_device", "CPU"),
+        # No (or an empty) target_device: OVMS 2026.3+ recommends one, CPU without a GPU.
+        target_device=entry.get("target_device") or DEFAULT_DEVICE,
         nireq=int(entry.get("nireq", 0)),
         plugin_config={k: _plugin_value(v) for k, v in entry.get("plugin_config", {}).items()},
         policy=VersionPolicy.from_json(entry.get("model_version_policy")),
@@ -281,39 +327,71 @@ def parse_model(entry: Mapping[str, Any], config_dir: pathlib.Path) -> ModelConf
     )
 
 
-def validate_schema(document: Any) -> None:
+def validate_schema(text: str) -> None:
+    """Check config text against the schema; the raw text, so duplicated keys count as in OVMS."""
     try:
-        _VALIDATOR(json.dumps(document))
+        _VALIDATOR(text)
     except rapidjson.ValidationError as error:
         keyword, schema_pointer, document_pointer = error.args
         raise ConfigError(
             f"JSON schema parse error:{schema_pointer}. Keyword:{keyword} Key: {document_pointer}"
         ) from None
+    except ValueError as error:  # text Python's json accepts and rapidjson does not (NaN)
+        raise ConfigError(f"Configuration file is not a valid JSON file. Error: {error}") from None
 
 
-def parse_document(text: str, config_dir: pathlib.Path) -> tuple[ServerConfig, list[str]]:
-    """Parse and validate a config document; return it and per-model errors to log."""
+PluginCheck = Callable[[ModelConfig], "list[Record] | None"]
+
+
+def parse_document(
+    text: str, config_dir: pathlib.Path, plugin_check: PluginCheck | None = None
+) -> tuple[ServerConfig, list[Record]]:
+    """Parse and validate a config document; return it and the lines to log about it.
+
+    Entries are taken in OVMS's order (ModelManager::ConfigLoader::loadModels): an entry that
+    does not parse is skipped; then its plugin_config is checked against the target device,
+    and an unsupported key stops reading the list there: that model and every one after it
+    are left out (ServerConfig.stopped_at names it); then a repeated name is skipped.
+    """
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:
         raise ConfigError(f"Configuration file is not a valid JSON file. Error: {error}") from None
-    validate_schema(document)
+    validate_schema(text)
     models: list[ModelConfig] = []
-    problems: list[str] = []
+    problems: list[Record] = []
     seen: set[str] = set()
+    stopped_at: str | None = None
     for item in document["model_config_list"]:
         entry = item["config"]
-        if entry["name"] in seen:
+        try:
+            model = parse_model(entry, config_dir)
+        except ModelConfigError as error:
             problems.append(
-                f"Duplicated model names: {entry['name']} defined in config file. "
-                "Only first definition will be loaded."
+                (logging.ERROR, f"Parsing model: {entry['name']} config failed: {error}")
             )
             continue
-        seen.add(entry["name"])
-        try:
-            models.append(parse_model(entry, config_dir))
-        except ModelConfigError as error:
-            problems.append(f"Parsing model: {entry['name']} config failed: {error}")
+        failure = plugin_check(model) if plugin_check is not None else None
+        if failure is not None:
+            problems.extend(failure)
+            problems.append((logging.ERROR, "Plugin config contains unsupported keys"))
+            stopped_at = model.name
+            break
+        if model.name in seen:
+            problems.append(
+                (
+                    logging.WARNING,
+                    (
+                        f"Duplicated model names: {model.name} defined in config file. "
+                        "Only first definition will be loaded."
+                    ),
+                )
+            )
+            continue
+        seen.add(model.name)
+        models.append(model)
+    if any(level >= logging.WARNING for level, _text in problems):
+        problems.append((logging.ERROR, "Loading main OVMS config models failed."))
     metrics = document.get("monitoring", {}).get("metrics", {})
     ignored = tuple(
         key for key in document if key not in ("model_config_list", "monitoring") and document[key]
@@ -324,6 +402,7 @@ def parse_document(text: str, config_dir: pathlib.Path) -> tuple[ServerConfig, l
         metrics_list=tuple(metrics.get("metrics_list", ())),
         md5=hashlib.md5(text.encode()).hexdigest(),
         ignored_sections=ignored,
+        stopped_at=stopped_at,
     )
     return config, problems
 

@@ -9,6 +9,7 @@ import grpc
 import numpy as np
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
+from . import binary
 from .manager import WAIT_FOR_LOADED_S, ModelManager
 from .model import ModelVersion, State
 from .status import Code, OvmsError, grpc_call
@@ -30,10 +31,15 @@ class KserveTensor:
         self.proto = proto
         self.raw = raw
         self.shape = tuple(proto.shape)
+        # OVMS treats every BYTES input as needing pre-processing (`requiresPreProcessing`).
+        self.is_binary = proto.datatype == "BYTES"
+
+    def check_binary(self, info: TensorInfo, layout: str) -> None:
+        binary.check_request(
+            info, self.name, self.shape, self.proto.contents.bytes_contents, self.raw, layout
+        )
 
     def precision_mismatch(self, info: TensorInfo) -> str | None:
-        if self.proto.datatype == "BYTES":
-            return "BYTES (binary inputs are not supported by the OVMS stand-in)"
         if self.proto.datatype != info.kserve_datatype:
             return self.proto.datatype
         return None
@@ -48,7 +54,9 @@ class KserveTensor:
         else:
             value_count_error(self.shape, len(self._typed_values()), self.name)
 
-    def to_array(self, info: TensorInfo) -> np.ndarray:
+    def to_array(self, info: TensorInfo, layout: str) -> np.ndarray:
+        if self.is_binary:
+            return binary.decode(info, self.proto.contents.bytes_contents, self.raw, layout)
         if self.raw is not None:
             flat = np.frombuffer(self.raw, dtype=info.numpy_dtype)
         else:

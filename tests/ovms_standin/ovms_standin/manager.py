@@ -11,6 +11,7 @@ import openvino as ov
 
 from . import logs
 from .config import ConfigError, ModelConfig, ServerConfig, parse_document
+from .devices import Record, check_plugin_config
 from .metrics import Registry
 from .model import ModelVersion, State
 from .repository import RepositoryError, list_versions
@@ -18,6 +19,10 @@ from .status import Code, OvmsError
 
 WAIT_FOR_LOADED_S = 10.0
 _READ_RETRY_DELAY_S = 0.1
+
+
+class PartialConfigError(Exception):
+    """The config was applied only up to a model whose plugin_config the device does not take."""
 
 
 class Model:
@@ -79,16 +84,23 @@ class ModelManager:
 
     # ---- config handling ----
 
-    def read_config(self) -> tuple[ServerConfig, list[str]]:
+    def check_plugin_config(self, config: ModelConfig) -> list[Record] | None:
+        """OVMS's check of plugin_config keys against the target device's supported ones."""
+        return check_plugin_config(self.core, config.target_device, config.plugin_config)
+
+    def parse(self, text: str, config_dir: pathlib.Path) -> tuple[ServerConfig, list[Record]]:
+        return parse_document(text, config_dir, self.check_plugin_config)
+
+    def read_config(self) -> tuple[ServerConfig, list[Record]]:
         """Read and validate the config file; ConfigError says what is wrong."""
         assert self.config_path is not None
         text = self._read_text()
         try:
-            return parse_document(text, self.config_path.parent)
+            return self.parse(text, self.config_path.parent)
         except ConfigError:
             # A writer that is not atomic can be caught mid-write; OVMS reads twice too.
             time.sleep(_READ_RETRY_DELAY_S)
-            return parse_document(self._read_text(), self.config_path.parent)
+            return self.parse(self._read_text(), self.config_path.parent)
 
     def _read_text(self) -> str:
         assert self.config_path is not None
@@ -100,16 +112,21 @@ class ModelManager:
                 f"Configuration file is invalid {self.config_path}: {error.strerror}"
             ) from None
 
-    def apply(self, config: ServerConfig, problems: list[str]) -> None:
+    def apply(self, config: ServerConfig, problems: list[Record]) -> None:
+        """Serve what config lists; models it no longer lists (or, after a plugin_config
+        failure, lists after the failing one) are unloaded, like OVMS's
+        retireModelsRemovedFromConfigFile."""
         with self._apply_lock:
-            for problem in problems:
-                logs.modelmanager.error("%s", problem)
+            for level, text in problems:
+                logs.modelmanager.log(level, "%s", text)
             for section in config.ignored_sections:
                 logs.modelmanager.warning(
                     "Config section %s is not supported by the OVMS stand-in; ignored", section
                 )
             self._md5 = config.md5
-            self._last_load_failed = False
+            # OVMS keeps the failed status and loads the same file again on the next
+            # POST /v1/config/reload, which fails again.
+            self._last_load_failed = config.stopped_at is not None
             self.current = config
             wanted = {m.name: m for m in config.models}
             for model in self.models():
@@ -125,10 +142,11 @@ class ModelManager:
                 self._sync_versions(model, reload=changed)
 
     def _retire_model(self, model: Model) -> None:
-        logs.modelmanager.info("Model %s removed from config; unloading all versions", model.name)
+        logs.modelmanager.debug("Retiring all versions of model: %s", model.name)
         model.config = None
-        for version in model.snapshot().values():
+        for number, version in sorted(model.snapshot().items()):
             if version.state < State.UNLOADING:
+                logs.modelmanager.info("Will unload model: %s; version: %d ...", model.name, number)
                 version.unload()
 
     def _sync_versions(self, model: Model, reload: bool) -> None:
@@ -212,11 +230,14 @@ class ModelManager:
     def reload_now(self) -> bool:
         """POST /v1/config/reload: apply a changed or so far rejected config now.
 
-        Returns whether a config was applied; a config that is still broken raises ConfigError.
+        Returns whether a config was applied; a config that is still broken raises ConfigError,
+        one applied only up to a plugin_config failure raises PartialConfigError.
         """
         if self.config_path is not None and (self._last_load_failed or self.config_changed()):
             config, problems = self.read_config()
             self.apply(config, problems)
+            if config.stopped_at is not None:
+                raise PartialConfigError(config.stopped_at)
             return True
         self._rescan()
         return False
@@ -234,7 +255,7 @@ class ModelManager:
         while not self._stop.wait(interval_s):
             try:
                 self.poll_once()
-            except Exception:  # the watcher has to survive anything to keep serving
+            except Exception:  # noqa: BLE001 - the watcher has to survive anything to keep serving
                 logs.modelmanager.exception("Config watcher pass failed")
 
     def stop(self) -> None:

@@ -102,7 +102,7 @@ class ModelVersion:
         self._set_state(State.LOADING)
         try:
             compiled = self._build()
-        except Exception as error:  # any load failure ends in LOADING/UNKNOWN, as in OVMS
+        except Exception as error:  # noqa: BLE001 - any load failure: LOADING/UNKNOWN, as OVMS
             logs.modelmanager.error(
                 "Error occurred while loading model: %s; version: %d; error: %s",
                 self.name,
@@ -115,8 +115,7 @@ class ModelVersion:
             return False
         with self._cond:
             self._compiled = compiled
-        streams = int(compiled.compiled.get_property("NUM_STREAMS"))
-        self.reporter.create_series(compiled.nireq, streams)
+        self.reporter.create_series(compiled.nireq, _num_streams(compiled.compiled))
         logs.modelmanager.info(
             "Loaded model %s; version: %d; batch size: %s; No of InferRequests: %d",
             self.name,
@@ -134,9 +133,9 @@ class ModelVersion:
         _apply_shapes(model, self.config)
         model = _apply_layouts(model, self.config.layouts)
         compiled = self._core.compile_model(
-            model, self.config.target_device, dict(self.config.plugin_config)
+            model, self.config.target_device, default_plugin_config(self.config.plugin_config)
         )
-        nireq = self.config.nireq or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        nireq = self.config.nireq or _optimal_nireq(compiled)
         pool: queue.Queue[ov.InferRequest] = queue.Queue()
         for _slot in range(nireq):
             pool.put(compiled.create_infer_request())
@@ -207,6 +206,35 @@ class ModelVersion:
                 compiled.pool.put(request)
         finally:
             self.reporter.current(-1)
+
+
+def default_plugin_config(plugin_config: Mapping[str, str]) -> dict[str, str]:
+    """What OVMS compiles with (ModelInstance::prepareDefaultPluginConfig): a LATENCY
+    PERFORMANCE_HINT unless plugin_config sets NUM_STREAMS or PERFORMANCE_HINT."""
+    config = dict(plugin_config)
+    if "NUM_STREAMS" not in config and "PERFORMANCE_HINT" not in config:
+        config["PERFORMANCE_HINT"] = "LATENCY"
+    return config
+
+
+def _optimal_nireq(compiled: ov.CompiledModel) -> int:
+    """OPTIMAL_NUMBER_OF_INFER_REQUESTS, or 1 when the device does not tell, as OVMS does."""
+    try:
+        return int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+    except RuntimeError:
+        return 1
+
+
+def _num_streams(compiled: ov.CompiledModel) -> int:
+    """NUM_STREAMS; AUTO, MULTI and HETERO have none, and OVMS (getNumOfStreams) then reports
+    the optimal number of infer requests instead."""
+    try:
+        return int(compiled.get_property("NUM_STREAMS"))
+    except RuntimeError:
+        try:
+            return int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        except RuntimeError:
+            return 0
 
 
 def _batch_text(inputs: Mapping[str, TensorInfo]) -> str:

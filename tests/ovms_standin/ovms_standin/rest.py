@@ -16,7 +16,7 @@ from ovmsclient.tfs_compat.protos.tensorflow_serving.apis import get_model_metad
 
 from . import kserve_service, logs, tfs_service
 from .config import ConfigError
-from .manager import Model, ModelManager
+from .manager import Model, ModelManager, PartialConfigError
 from .metrics import Registry
 from .model import ErrorCode, State
 from .status import Code, OvmsError
@@ -151,6 +151,10 @@ class RestApi:
                 logs.modelmanager.error("%s", error)
                 body = {"error": "Reloading config file failed. Check server logs for more info."}
                 return HTTPStatus.PRECONDITION_FAILED, _JSON, json.dumps(body)
+            except PartialConfigError:
+                # MODEL_CONFIG_INVALID has no entry in OVMS's HTTP status map: 500.
+                body = {"error": "Reloading config file failed. Check server logs for more info."}
+                return HTTPStatus.INTERNAL_SERVER_ERROR, _JSON, json.dumps(body)
             status = HTTPStatus.CREATED if reloaded else HTTPStatus.OK
             return self._ok(self._all_statuses(), status)
         if _PREDICT.match(path) or _KSERVE_INFER.match(path):

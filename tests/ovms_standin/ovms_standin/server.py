@@ -18,7 +18,8 @@ from tritonclient.grpc import service_pb2_grpc
 
 from . import __version__, logs
 from .cli import ServerSettings
-from .config import ConfigError, ServerConfig, parse_document, single_model_document
+from .config import ConfigError, ServerConfig, single_model_document
+from .devices import Record
 from .kserve_service import InferenceService
 from .manager import ModelManager
 from .metrics import Registry
@@ -30,6 +31,10 @@ GRPC_WORKERS = 16
 MAX_MESSAGE_BYTES = 1024 * 1024 * 1024
 # Newer OVMS releases dropped the TensorFlow Serving API; this switch mimics them.
 TFS_API_ENV = "OVMS_STANDIN_TFS_API"
+
+
+class _UnsupportedPluginConfig(ConfigError):
+    """Single-model mode: the model's plugin_config has a key its device does not support."""
 
 
 class Server:
@@ -46,7 +51,7 @@ class Server:
     def is_ready(self) -> bool:
         return self._ready.is_set()
 
-    def _initial_config(self) -> tuple[ServerConfig, list[str]]:
+    def _initial_config(self) -> tuple[ServerConfig, list[Record]]:
         settings = self.settings
         if settings.config_path:
             return self.manager.read_config()
@@ -54,7 +59,14 @@ class Server:
         text = single_model_document(
             settings.model_name, settings.model_path, settings.single_model
         )
-        return parse_document(text, pathlib.Path.cwd())
+        config, problems = self.manager.parse(text, pathlib.Path.cwd())
+        if config.stopped_at is not None:
+            # Single-model mode: OVMS's ModelManager::startFromConfig returns the error, so
+            # the model manager does not start and ovms exits 1.
+            for level, line in problems[:-1]:
+                logs.modelmanager.log(level, "%s", line)
+            raise _UnsupportedPluginConfig("Plugin config contains unsupported keys")
+        return config, problems
 
     def _enable_metrics(self, config: ServerConfig) -> None:
         enabled = self.settings.metrics_enable or bool(config.metrics_enable)
@@ -118,6 +130,8 @@ class Server:
         except (ConfigError, ValueError) as error:
             logs.modelmanager.error("%s", error)
             logs.modelmanager.error("Couldn't start model manager")
+            if isinstance(error, _UnsupportedPluginConfig):
+                logs.serving.error("ovms::ModelManager::Start() Error: Model config is invalid")
             return EXIT_FAILURE
         try:
             if self.settings.port:

@@ -105,10 +105,49 @@ class Code(enum.Enum):
         HTTPStatus.BAD_REQUEST,
     )
     INVALID_MESSAGE_STRUCTURE = (
-        "Passing buffers both in ModelInferRequest::InferInputTensor::contents and in "
-        "ModelInferRequest::raw_input_contents is not allowed",
+        (
+            "Passing buffers both in ModelInferRequest::InferInputTensor::contents and in "
+            "ModelInferRequest::raw_input_contents is not allowed"
+        ),
         grpc.StatusCode.INVALID_ARGUMENT,
         HTTPStatus.BAD_REQUEST,
+    )
+    INVALID_INPUT_FORMAT = (
+        "Inputs inside buffer does not match expected format.",
+        grpc.StatusCode.INVALID_ARGUMENT,
+        HTTPStatus.BAD_REQUEST,
+    )
+    UNSUPPORTED_LAYOUT = (
+        "Received binary image input but resource not configured to accept NHWC layout",
+        grpc.StatusCode.INVALID_ARGUMENT,
+        HTTPStatus.BAD_REQUEST,
+    )
+    INVALID_NO_OF_CHANNELS = (
+        "Invalid number of channels in binary input",
+        grpc.StatusCode.INVALID_ARGUMENT,
+        HTTPStatus.BAD_REQUEST,
+    )
+    BINARY_IMAGES_RESOLUTION_MISMATCH = (
+        "Binary input images for this endpoint are required to have the same resolution",
+        grpc.StatusCode.INVALID_ARGUMENT,
+        HTTPStatus.BAD_REQUEST,
+    )
+    BYTES_CONTENTS_EMPTY = (
+        "Bytes contents is empty",
+        grpc.StatusCode.INVALID_ARGUMENT,
+        HTTPStatus.BAD_REQUEST,
+    )
+    # Not in OVMS's gRPC status map (src/grpc_utils.cpp): over gRPC they arrive as UNKNOWN
+    # "Unknown error" (see GRPC_UNMAPPED).
+    IMAGE_PARSING_FAILED = (
+        "Image parsing failed",
+        grpc.StatusCode.UNKNOWN,
+        HTTPStatus.BAD_REQUEST,
+    )
+    NOT_IMPLEMENTED = (
+        "Functionality not implemented",
+        grpc.StatusCode.UNKNOWN,
+        HTTPStatus.NOT_IMPLEMENTED,
     )
     OV_INTERNAL_INFERENCE_ERROR = (
         "Internal inference error",
@@ -174,6 +213,11 @@ class OvmsError(Exception):
         return str(self)
 
 
+# Statuses OVMS's gRPC frontend has no mapping for: it answers UNKNOWN with this text instead
+# of the status's own message.
+GRPC_UNMAPPED = frozenset({Code.IMAGE_PARSING_FAILED, Code.NOT_IMPLEMENTED})
+GRPC_UNMAPPED_TEXT = "Unknown error"
+
 Response = TypeVar("Response")
 
 
@@ -183,5 +227,6 @@ def grpc_call(context: grpc.ServicerContext, handler: Callable[[], Response]) ->
         return handler()
     except OvmsError as error:
         logs.serving.debug("gRPC request failed: %s", error.text)
-        context.abort(error.code.grpc_code, error.text)
+        text = GRPC_UNMAPPED_TEXT if error.code in GRPC_UNMAPPED else error.text
+        context.abort(error.code.grpc_code, text)
         raise AssertionError("unreachable: abort raises") from None

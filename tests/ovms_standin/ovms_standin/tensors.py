@@ -55,6 +55,25 @@ KSERVE_CONTENTS_FIELD = {
 }
 
 
+def warm_numpy_bridge() -> None:
+    """Set up OpenVINO's numpy bridge once, from one thread, before any request runs.
+
+    OpenVINO's Python binding builds its element-type -> numpy dtype table (behind
+    `Tensor.data`, `Type.to_dtype()` and an InferRequest's inputs and outputs) on first use, in
+    a C++ function-local static whose initialiser lets go of the GIL while pybind11 looks up
+    numpy's C API. When two threads make that first call together, the one initialising waits
+    for the GIL while the other holds the GIL and waits for the static: every thread of the
+    process stops, gRPC and REST included. A server that just (re)started and gets two requests
+    at once (nireq >= 2, a client resuming with two in flight) hung like this. OVMS is C++ and
+    has no GIL; making the first call here, at import, keeps the stand-in serving as it does.
+    """
+    ov.Tensor(ov.Type.u8, ov.Shape([1])).data.fill(0)
+    ov.Type.u8.to_dtype()
+
+
+warm_numpy_bridge()
+
+
 def tfs_type_name(dtype: int) -> str:
     """How OVMS spells a TFS DataType in error texts."""
     return _TFS_NAMES.get(dtype, "INVALID")
@@ -67,6 +86,9 @@ class TensorInfo:
     name: str
     element_type: ov.Type
     dims: tuple[ov.Dimension, ...]
+    # The layout the model itself sets for the tensor (e.g. `NHWC` after a config layout was
+    # applied), '' when it sets none.
+    layout: str = ""
 
     @property
     def precision(self) -> str:
@@ -113,8 +135,11 @@ def shape_text(shape: list[int] | tuple[int, ...]) -> str:
 
 
 def describe(port: ov.Output) -> TensorInfo:
+    layout = ov.layout_helpers.get_layout(port)
     return TensorInfo(
         name=port.get_any_name(),
         element_type=port.get_element_type(),
         dims=tuple(port.get_partial_shape()),
+        # "[N,H,W,C]" -> "NHWC", "[N,...]" -> "N...", as OVMS writes layouts.
+        layout="" if layout.empty else layout.to_string().strip("[]").replace(",", ""),
     )

@@ -36,6 +36,12 @@ SIGNATURE_DEF_MAP_URL = "type.googleapis.com/tensorflow.serving.SignatureDefMap"
 class TfsTensor:
     """A PredictRequest input seen through the checks OVMS applies to it."""
 
+    # Encoded images over the TFS API (DT_STRING) are not implemented (README).
+    is_binary = False
+
+    def check_binary(self, info: TensorInfo, layout: str) -> None:
+        raise AssertionError("TFS inputs are never binary here")
+
     def __init__(self, name: str, proto: tensor_pb2.TensorProto) -> None:
         self.name = name
         self.proto = proto
@@ -56,7 +62,7 @@ class TfsTensor:
         else:
             content_size_error(info, self.shape, len(self.proto.tensor_content), self.name)
 
-    def to_array(self, info: TensorInfo) -> np.ndarray:
+    def to_array(self, info: TensorInfo, layout: str = "") -> np.ndarray:
         if self.proto.dtype == types_pb2.DT_UINT16:
             flat = np.array(self.proto.int_val, dtype=np.uint16)
         elif self.proto.dtype == types_pb2.DT_HALF:

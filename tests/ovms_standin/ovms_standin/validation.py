@@ -12,6 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
+from .binary import reported_layout
 from .config import ANONYMOUS, ModelConfig
 from .status import Code, OvmsError
 from .tensors import TensorInfo, dim_text, shape_text
@@ -22,6 +23,11 @@ class IncomingTensor(Protocol):
 
     name: str
     shape: tuple[int, ...]
+    # Sent as encoded images (KServe BYTES), decoded by the server (binary.py).
+    is_binary: bool
+
+    def check_binary(self, info: TensorInfo, layout: str) -> None:
+        """Raise OvmsError when a binary input fails OVMS's request checks."""
 
     def precision_mismatch(self, info: TensorInfo) -> str | None:
         """The request's precision text if it differs from the model's, else None."""
@@ -29,7 +35,7 @@ class IncomingTensor(Protocol):
     def check_content(self, info: TensorInfo) -> None:
         """Raise OvmsError when the payload does not fit the shape."""
 
-    def to_array(self, info: TensorInfo) -> np.ndarray: ...
+    def to_array(self, info: TensorInfo, layout: str) -> np.ndarray: ...
 
 
 def batch_index(config: ModelConfig, name: str, input_count: int) -> int:
@@ -58,21 +64,34 @@ def validate(
         tensor = by_name.get(name)
         if tensor is None:
             raise OvmsError(Code.INVALID_MISSING_INPUT, f"Required input: {name}")
-        _check_shape(info, tensor, batch_index(config, name, len(model_inputs)))
-        tensor.check_content(info)
-        arrays[name] = tensor.to_array(info)
+        layout = reported_layout(info, config, len(model_inputs))
+        if tensor.is_binary:
+            _check_dimensions(tensor.shape, name)
+            tensor.check_binary(info, layout)
+        else:
+            _check_shape(info, tensor, batch_index(config, name, len(model_inputs)))
+            tensor.check_content(info)
+    # As OVMS: every input passes its checks before any is converted (images decoded).
+    for name in sorted(model_inputs):
+        arrays[name] = by_name[name].to_array(
+            model_inputs[name], reported_layout(model_inputs[name], config, len(model_inputs))
+        )
     return arrays
+
+
+def _check_dimensions(shape: Sequence[int], name: str) -> None:
+    if any(d <= 0 for d in shape):
+        raise OvmsError(
+            Code.INVALID_SHAPE,
+            f"Negative or zero dimension size is not acceptable: {shape_text(tuple(shape))}; "
+            f"input name: {name}",
+        )
 
 
 def _check_shape(info: TensorInfo, tensor: IncomingTensor, batch: int) -> None:
     name = tensor.name
     shape = tuple(tensor.shape)
-    if any(d <= 0 for d in shape):
-        raise OvmsError(
-            Code.INVALID_SHAPE,
-            f"Negative or zero dimension size is not acceptable: {shape_text(shape)}; "
-            f"input name: {name}",
-        )
+    _check_dimensions(shape, name)
     actual = tensor.precision_mismatch(info)
     if actual is not None:
         raise OvmsError(

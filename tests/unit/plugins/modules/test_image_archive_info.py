@@ -46,6 +46,8 @@ def test_classic_archive_gives_the_config_digest(tmp_path: Path,
     assert result["changed"] is False
     assert result["repo_tags"] == ["edge-retail/ovms-proxy:1.22-1"]
     assert result["image_ids"] == [f"sha256:{CONFIG}"]
+    # What a host needs to copy it (container_image checks its free space against this).
+    assert result["size"] == path.stat().st_size
 
 
 def test_oci_archive_also_gives_the_manifest_digest(tmp_path: Path,

@@ -13,13 +13,22 @@ failed=()
 logs=$CACHE_DIR/test-logs
 mkdir -p "$logs"
 
+# Free space where the parts write (the checkout's cache and Docker's storage): a part that
+# fails on a full disk then says so at a glance.
+free_space() {
+  local docker_root
+  docker_root=$(docker info -f '{{.DockerRootDir}}' 2>/dev/null || echo /)
+  df -h --output=avail,target "$CACHE_DIR" "$docker_root" | tail -n +2 | sort -u \
+    | awk '{printf "%s%s free in %s", sep, $1, $2; sep="; "} END {print ""}'
+}
+
 step() {
   local name=$1; shift
   local t0=$SECONDS
-  echo "=== $name"
+  echo "=== $name (disk: $(free_space))"
   "$@" 2>&1 | tee "$logs/${name// /-}.log"
   local rc=${PIPESTATUS[0]}
-  echo "=== $name: rc=$rc in $((SECONDS - t0)) s"
+  echo "=== $name: rc=$rc in $((SECONDS - t0)) s (disk: $(free_space))"
   return $rc
 }
 
@@ -31,6 +40,7 @@ why_failed() {
   {
     grep -E '^E  ' "$log" | head -30
     sed -n '/short test summary info/,$p' "$log"
+    grep -E -m5 'No space left on device' "$log"
     grep -E -A8 'fatal: \[|FAILED! =>' "$log"
     [ "$name" != lint ] || grep -E '^(ERROR|[a-z_./-]+\.(yml|yaml|py|txt):[0-9]+)' "$log" | head -30
   } | cut -c1-300 | head -100

@@ -46,8 +46,16 @@ why_failed() {
   } | cut -c1-300 | head -100
 }
 
+# The images that the part left behind untagged (a rebuild moved the tag), of this project's
+# builds only (their label): gigabytes that the next part needs on a small disk.
+drop_stale_images() {
+  docker image prune -f --filter label=org.edge-retail.inputs-sha256 >/dev/null 2>&1 || true
+}
+
 run_pytest() {
-  pytest -p no:cacheprovider -ra tests "$@"
+  # A passed test's tmp_path goes at its end (image archives of hundreds of MB among them);
+  # a failed test's stays for its post-mortem.
+  pytest -p no:cacheprovider -ra -o tmp_path_retention_policy=failed --durations=30 tests "$@"
   local rc=$?
   # pytest exits 5 when it collected nothing: the tests went missing (a bad path, a broken
   # conftest), which must not read as a pass.
@@ -66,9 +74,11 @@ run_lint() {
 }
 
 step pytest run_pytest || failed+=(pytest)
+drop_stale_images
 step lint run_lint || failed+=(lint)
 for s in $scenarios; do
   step "molecule $s" molecule test -s "$s" || failed+=("molecule:$s")
+  drop_stale_images
 done
 
 if [ ${#failed[@]} -gt 0 ]; then

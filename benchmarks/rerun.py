@@ -66,6 +66,8 @@ class Run:
     controller_s: float = 0.0
     skipped_tasks: int = 0
     skipped_s: float = 0.0
+    # (task, module runs, seconds) of each task that started a module: what holds the floor.
+    module_tasks: list[tuple[str, int, float]] = field(default_factory=list)
 
 
 def _seconds(duration: dict[str, str]) -> float:
@@ -79,6 +81,7 @@ def parse(result: dict[str, Any], wall_s: float) -> Run:
     per_task: list[tuple[str, float]] = []
     kinds = {"module": [0, 0.0], "controller": [0, 0.0], "skipped": [0, 0.0]}
     module_runs = 0
+    module_tasks: list[tuple[str, int, float]] = []
     for play in result["plays"]:
         for task in play["tasks"]:
             name = f"{play['play']['name']} | {task['task']['name']}"
@@ -93,7 +96,9 @@ def parse(result: dict[str, Any], wall_s: float) -> Run:
                     kind = "controller"
                 else:
                     kind = "module"
-                    module_runs += len([i for i in items if not i.get("skipped")]) if items else 1
+                    started = len([i for i in items if not i.get("skipped")]) if items else 1
+                    module_runs += started
+                    module_tasks.append((name, started, seconds))
                 kinds[kind][0] += 1
                 if index == 0:
                     kinds[kind][1] += seconds
@@ -111,6 +116,7 @@ def parse(result: dict[str, Any], wall_s: float) -> Run:
         controller_s=kinds["controller"][1],
         skipped_tasks=kinds["skipped"][0],
         skipped_s=kinds["skipped"][1],
+        module_tasks=module_tasks,
     )
 
 
@@ -209,6 +215,9 @@ def main() -> int:
     print(f"ten slowest tasks of the median run ({typical.wall_s:.1f} s):")
     for name, seconds in typical.slowest:
         print(f"  {seconds:6.2f} s  {100 * seconds / typical.wall_s:5.1f} %  {name}")
+    print(f"the {typical.module_runs} module runs of the median run, task by task:")
+    for name, started, seconds in typical.module_tasks:
+        print(f"  {seconds:6.2f} s  {started} run{'s' if started > 1 else ' '}  {name}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "rerun.json"
     out.write_text(json.dumps({

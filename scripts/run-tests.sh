@@ -7,6 +7,13 @@ set -uo pipefail
 : "${CACHE_DIR:?run through make test}"
 # MOLECULE_SCENARIOS runs a subset, e.g. MOLECULE_SCENARIOS=remote.
 scenarios=${MOLECULE_SCENARIOS:-smoke default docker_engine remote fleet}
+# Scenarios that run alongside lint and the other scenarios rather than after them. The fleet
+# scenario spends much of its time waiting on its stores (health gates, a release that never
+# loads), time in which the others use the CPU. MOLECULE_BACKGROUND= runs everything in turn.
+background=${MOLECULE_BACKGROUND-fleet}
+# pytest-xdist workers (the tests of one file stay on one worker: tests/conftest.py); 0 runs
+# pytest in one process.
+workers=${PYTEST_WORKERS:-2}
 failed=()
 # Each part's output is kept as well as shown: CI shows only the end of a run, so the end
 # repeats the lines that say why a failed part failed.
@@ -55,7 +62,10 @@ drop_stale_images() {
 run_pytest() {
   # A passed test's tmp_path goes at its end (image archives of hundreds of MB among them);
   # a failed test's stays for its post-mortem.
-  pytest -p no:cacheprovider -ra -o tmp_path_retention_policy=failed --durations=30 tests "$@"
+  local parallel=()
+  [ "$workers" = 0 ] || parallel=(-n "$workers" --dist loadfile)
+  pytest -p no:cacheprovider -ra -o tmp_path_retention_policy=failed --durations=30 \
+    "${parallel[@]}" tests "$@"
   local rc=$?
   # pytest exits 5 when it collected nothing: the tests went missing (a bad path, a broken
   # conftest), which must not read as a pass.
@@ -73,13 +83,39 @@ run_lint() {
   return $rc
 }
 
+# A scenario run in the background keeps its output in its log until it ends, then shows it
+# whole: two scenarios writing to the terminal at once would interleave line by line.
+run_background() {
+  local s=$1 out=$logs/molecule-$1.out
+  ( step "molecule $s" molecule test -s "$s" >"$out" 2>&1; echo $? >"$out.rc" ) &
+  bg_pids+=("$!")
+  bg_names+=("$s")
+  echo "=== molecule $s: started in the background, its output follows when it ends"
+}
+
+wait_background() {
+  local i s out
+  for i in "${!bg_pids[@]}"; do
+    s=${bg_names[$i]} out=$logs/molecule-${bg_names[$i]}.out
+    wait "${bg_pids[$i]}"
+    cat "$out"
+    [ "$(cat "$out.rc" 2>/dev/null)" = 0 ] || failed+=("molecule:$s")
+  done
+}
+
 step pytest run_pytest || failed+=(pytest)
 drop_stale_images
-step lint run_lint || failed+=(lint)
+bg_pids=() bg_names=() foreground=()
 for s in $scenarios; do
+  if [[ " $background " == *" $s "* ]]; then run_background "$s"; else foreground+=("$s"); fi
+done
+step lint run_lint || failed+=(lint)
+for s in "${foreground[@]}"; do
   step "molecule $s" molecule test -s "$s" || failed+=("molecule:$s")
   drop_stale_images
 done
+wait_background
+drop_stale_images
 
 if [ ${#failed[@]} -gt 0 ]; then
   for name in "${failed[@]}"; do

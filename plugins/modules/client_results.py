@@ -27,6 +27,11 @@ description:
     started). When the file's inode changes or it shrinks, the rest of the old file is read
     from C(FILE.1) (or C(FILE.2) ... if it was rotated again meanwhile) and the new file from
     its start.
+  - Stops waiting at once when the client writes a summary line with C(stopped_by=error) after
+    the module started. That client run has ended with an error (a port it cannot bind, a model
+    the server does not have), so waiting out O(timeout) would only delay the failure. A summary
+    that says the client stopped for a signal or at the end of its input is waited past, as a
+    restart or a looping input writes again.
   - Runs on the client host with its system Python and only the standard library.
 version_added: 0.1.0
 author:
@@ -351,6 +356,10 @@ class Progress:
         return (self.frames >= self.min_frames and self.best_fps is not None
                 and self.best_fps >= self.min_fps)
 
+    @property
+    def stopped_by_error(self) -> bool:
+        return self.summary is not None and self.summary.get("stopped_by") == "error"
+
 
 def _seconds(value: float) -> str:
     return f"{value:.1f}".rstrip("0").rstrip(".")
@@ -408,6 +417,9 @@ class Outcome:
                     "of a running inference client (the host path of its 'output' setting)")
         if progress.lines == 0:
             return f"no new result line in {self.path} in {timeout} s; {self._last_line()}"
+        if progress.stopped_by_error and not progress.done:
+            # Cut short: say when, not the timeout that was not waited out.
+            timeout = f"{_seconds(self.waited)} s (of {timeout} s)"
         problems = []
         if progress.frames < progress.min_frames:
             problems.append(f"{progress.frames} new frame records, expected at least "
@@ -457,7 +469,7 @@ def wait_for_results(
     while True:
         tail.poll(progress.add)
         waited = clock() - start
-        if progress.done or waited >= timeout:
+        if progress.done or progress.stopped_by_error or waited >= timeout:
             return Outcome(path, progress, tail, waited, timeout)
         # The last read lands on the deadline rather than after it.
         sleep(min(interval, timeout - waited))

@@ -236,7 +236,13 @@ def main(argv: list[str] | None = None) -> int:
             entry["archive"] = str(save(client, spec))
         index[spec.key] = entry
     (CACHE / "images").mkdir(parents=True, exist_ok=True)
-    (CACHE / "images" / "index.json").write_text(json.dumps(index, indent=2) + "\n")
+    # Written only when it changes, and by a rename: tests read it while another build runs.
+    path = CACHE / "images" / "index.json"
+    text = json.dumps(index, indent=2) + "\n"
+    if not path.is_file() or path.read_text() != text:
+        part = path.with_name(f"index.json.{os.getpid()}")
+        part.write_text(text)
+        os.replace(part, path)
     return 0
 
 

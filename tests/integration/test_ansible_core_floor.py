@@ -41,6 +41,10 @@ from test_execution_environment import (
 )
 from test_site_bad_input import CASES, VALID, changed_tasks, failures, inventory
 
+# The site check-mode run reads the image archives and the model repository: wait for the
+# session builds (tests/conftest.py keeps this file on one worker with the other site runs).
+pytestmark = pytest.mark.usefixtures("built_images", "model_repo")
+
 FLOOR_VENV = CACHE / "venv-ansible-core-floor"
 MARKER = FLOOR_VENV / "edge-retail-built-from.json"
 # meta/ee-requirements.txt packages a check-mode run against the demo's built model repository

@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 import ansible_runner
+import pytest
 import yaml
 from test_collection_install import (
     CACHE,
@@ -30,6 +31,10 @@ from test_collection_install import (
     local_store_inventory,
     needs_demo_cache,
 )
+
+# The site check-mode run reads the image archives and the model repository: wait for the
+# session builds (tests/conftest.py keeps this file on one worker with the other site runs).
+pytestmark = pytest.mark.usefixtures("built_images", "model_repo")
 
 
 def lay_out_job(job: Path) -> Path:

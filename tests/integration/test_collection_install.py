@@ -22,6 +22,10 @@ from typing import Any
 
 import pytest
 
+# The site check-mode run reads the image archives and the model repository: wait for the
+# session builds (tests/conftest.py keeps this file on one worker with the other site runs).
+pytestmark = pytest.mark.usefixtures("built_images", "model_repo")
+
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("CACHE_DIR", ROOT / ".cache")).resolve()
 VENV_BIN = Path(sys.executable).parent

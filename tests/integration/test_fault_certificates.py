@@ -23,6 +23,9 @@ import pytest
 from faults import CACHE, recap_changed, run_playbook
 from test_server_upgrade_rollback import free_port
 
+# Playbooks here read the image archives and the model repository: wait for the session builds.
+pytestmark = pytest.mark.usefixtures("built_images")
+
 PLAY = """
 - name: Issue the store's certificates.
   hosts: all

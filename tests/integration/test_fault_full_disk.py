@@ -27,6 +27,9 @@ from faults import (
 )
 from test_server_upgrade_rollback import free_port, server_vars
 
+# Playbooks here read the image archives and the model repository: wait for the session builds.
+pytestmark = pytest.mark.usefixtures("built_images", "model_repo")
+
 MODELS_PLAY = """
 - name: Push the models to this machine.
   hosts: localhost

@@ -8,11 +8,13 @@ left behind; a third run changes nothing.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
 from pathlib import Path
 
+import pytest
 from faults import (
     ServingProbe,
     WatchedRun,
@@ -26,6 +28,9 @@ from faults import (
     wait_until,
 )
 from test_server_upgrade_rollback import free_port, server_vars
+
+# Playbooks here read the image archives and the model repository: wait for the session builds.
+pytestmark = pytest.mark.usefixtures("built_images", "model_repo")
 
 SERVER_PLAY = """
 - name: Deploy a model server on this machine.
@@ -43,8 +48,13 @@ def ansible_tmp_bytes(since: float) -> int:
     base = Path.home() / ".ansible" / "tmp"
     if not base.is_dir():
         return 0
-    return sum(used_bytes(d) for d in base.iterdir()
-               if d.name.startswith("ansible-tmp-") and d.stat().st_mtime >= since)
+    total = 0
+    for entry in base.iterdir():
+        # Another test's ansible run removes its own directories meanwhile.
+        with contextlib.suppress(FileNotFoundError):
+            if entry.name.startswith("ansible-tmp-") and entry.stat().st_mtime >= since:
+                total += used_bytes(entry)
+    return total
 
 
 def module_processes(root: int) -> int:

@@ -24,6 +24,9 @@ from typing import Any
 import docker.errors
 import pytest
 
+# Playbooks here read the image archives and the model repository: wait for the session builds.
+pytestmark = pytest.mark.usefixtures("built_images")
+
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("CACHE_DIR", ROOT / ".cache")).resolve()
 VENV_BIN = Path(sys.executable).parent

@@ -16,7 +16,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+
+# Playbooks here read the image archives and the model repository: wait for the session builds.
+pytestmark = pytest.mark.usefixtures("built_images", "model_repo")
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("CACHE_DIR", ROOT / ".cache")).resolve()

@@ -294,11 +294,31 @@ def test_a_client_that_stopped_says_so(capsys: pytest.CaptureFixture[str], resul
                                        writer: Callable[..., StepWriter]) -> None:
     summary = {"type": "summary", "timestamp": time.time() + 1, "frames": 0, "fps": 0.0,
                "stopped_by": "error", "error": "model 'x' not found"}
-    writer(lambda: append(results, json.dumps(summary) + "\n"))
-    result = run(capsys, path=str(results), timeout=0.2, interval=0.05)
+    steps = writer(lambda: append(results, json.dumps(summary) + "\n"))
+    # The writer's clock advances by the interval asked for, not by real time.
+    result = run(capsys, path=str(results), timeout=BOUND, interval=0.5)
     assert result["failed"]
     assert result["msg"].endswith("The client wrote its summary line, so it stopped "
                                   "(stopped_by: error, error: model 'x' not found)")
+    # The poll after the line was written ended the wait: the timeout was not waited out.
+    assert steps.sleeps == 1
+    assert f"working after 0.5 s (of {BOUND:g} s)" in result["msg"]
+
+
+@pytest.mark.parametrize("stopped_by", ["signal", "end of input"])
+def test_a_client_that_stopped_without_error_is_waited_for(
+        capsys: pytest.CaptureFixture[str], results: Path, writer: Callable[..., StepWriter],
+        stopped_by: str) -> None:
+    """A restart (signal) or an input that loops writes again: the wait goes on to frames."""
+    now = time.time() + 1
+    summary = {"type": "summary", "timestamp": now, "frames": 0, "fps": 0.0,
+               "stopped_by": stopped_by}
+    steps = writer(lambda: append(results, json.dumps(summary) + "\n"),
+                   lambda: append(results, frame_line(now + 1) + metrics_line(now + 2, 5.0)))
+    result = run(capsys, path=str(results), timeout=BOUND, interval=0.05)
+    assert not result.get("failed"), result
+    assert steps.sleeps == 2
+    assert (result["frames"], result["metrics"], result["last_fps"]) == (1, 1, 5.0)
 
 
 def test_the_client_writer_rotating_all_the_time(

@@ -85,7 +85,8 @@ def test_site_through_ansible_runner_in_check_mode(tmp_path: Path):
     messages = [(e["event_data"].get("task"), e["event_data"].get("res", {}).get("msg"))
                 for e in failed + unreachable]
     assert not messages, messages
-    assert run.status == "successful", run.stdout.read()[-3000:]
+    # rc None: ansible-playbook ended by a signal (pexpect reports no exit status then).
+    assert run.status == "successful", (run.rc, run.stdout.read()[-3000:])
     assert run.rc == 0
 
     stats = [e for e in events if e["event"] == "playbook_on_stats"]

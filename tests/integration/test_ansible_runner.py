@@ -114,4 +114,3 @@ def test_site_through_ansible_runner_in_check_mode(tmp_path: Path):
                   for e in events if e["event"] == "playbook_on_task_start"
                   and "/roles/" in e["event_data"].get("task_path", "")}
     assert role_tasks and all(p.startswith(installed) for p in role_tasks), sorted(role_tasks)
-

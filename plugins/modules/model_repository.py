@@ -175,7 +175,7 @@ def sha256_file(path: str) -> str:
     return digest.hexdigest()
 
 
-def remove(path: str) -> None:
+def delete(path: str) -> None:
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path)
     else:
@@ -212,7 +212,7 @@ class Repository:
         self.removed.append(path)
         self.changed = True
         if not self.module.check_mode:
-            remove(path)
+            delete(path)
 
     def version_dir(self, entry: dict[str, Any]) -> str:
         return os.path.join(self.path, entry["name"], str(entry["version"]))

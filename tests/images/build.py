@@ -76,8 +76,10 @@ def tree_digest(paths: dict[str, Path], extra: str = "") -> str:
         files = [top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file())
         for f in files:
             rel = f.relative_to(top.parent if top.is_file() else top)
-            if any(part in {"__pycache__", ".pytest_cache", "build"} or part.endswith(".egg-info")
-                   for part in rel.parts):
+            # Tool caches (a local `ruff check` writes client/.ruff_cache) are not inputs: counting
+            # them rebuilt the client image, and recreated the demo's client, after a lint run.
+            if any(part in {"__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache", "build"}
+                   or part.endswith(".egg-info") for part in rel.parts):
                 continue
             h.update(f"{prefix}/{rel}\0".encode())
             h.update(f.read_bytes())
